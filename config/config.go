@@ -1,0 +1,551 @@
+package config
+
+// Config is one shoal.yml (or rustform.yml): how a service runs, scales, is health-checked and
+// observed. Load fills every optional field with its documented default, merges the selected
+// environment over the base, and validates the result.
+type Config struct {
+	// Name of the service. Required; a DNS label (lowercase letters, digits and '-', at most 63
+	// characters) because it names Kubernetes objects and instances.
+	Name string `yaml:"name" json:"name"`
+	// Version of the service, used as the version label of generated manifests. Defaults to "latest".
+	Version string `yaml:"version,omitempty" json:"version,omitempty"`
+
+	Server        Server        `yaml:"server" json:"server"`
+	App           App           `yaml:"app" json:"app"`
+	Admin         Admin         `yaml:"admin" json:"admin"`
+	Scaling       Scaling       `yaml:"scaling" json:"scaling"`
+	Health        Health        `yaml:"health" json:"health"`
+	Observability Observability `yaml:"observability" json:"observability"`
+	Database      Database      `yaml:"database" json:"database"`
+	Messaging     Messaging     `yaml:"messaging" json:"messaging"`
+	Jobs          Jobs          `yaml:"jobs" json:"jobs"`
+	Deploy        Deploy        `yaml:"deploy" json:"deploy"`
+
+	// Environments are overlays deep-merged over the base configuration when selected with
+	// --env NAME or SHOAL_ENV: mappings merge key by key, lists and scalars replace.
+	Environments map[string]*Config `yaml:"environments,omitempty" json:"environments,omitempty"`
+
+	// Meta says where this configuration came from. It is not part of the file.
+	Meta Meta `yaml:"-" json:"-"`
+}
+
+// Server is where the service (or, under `shoal up`, shoal's proxy in front of it) listens.
+type Server struct {
+	// Host to bind. Defaults to "0.0.0.0".
+	Host string `yaml:"host" json:"host"`
+	// Port to listen on, 1-65535. Defaults to scaling.service_discovery.port when that is set,
+	// else 3000.
+	Port int `yaml:"port" json:"port"`
+	// MaxHeaderBytes is the largest request header block accepted; larger ones get 431.
+	// Defaults to 65536.
+	MaxHeaderBytes int `yaml:"max_header_bytes" json:"max_header_bytes"`
+	// MaxBodyBytes is the largest request body accepted; larger ones get 413. 0 means no limit.
+	// Defaults to 10485760 (10 MiB).
+	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes"`
+}
+
+// App is how shoal starts one instance of the service on this machine.
+type App struct {
+	// Command that runs one instance: a string split like a shell would (quotes group words,
+	// no expansion) or a list of arguments. A Go package path such as ./cmd/api is built first.
+	// Each instance gets PORT and SHOAL_INSTANCE_ID in its environment.
+	Command Command `yaml:"command,omitempty" json:"command,omitempty"`
+	// WorkingDir for the command, relative to the config file. Defaults to the config file's directory.
+	WorkingDir string `yaml:"working_dir,omitempty" json:"working_dir,omitempty"`
+	// Env is extra environment for every instance. Values of keys that look like secrets
+	// (TOKEN, SECRET, PASSWORD, KEY, CREDENTIAL) are redacted by `shoal config print`.
+	Env map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
+}
+
+// Admin is shoal's own admin API (status, scaling, health-check toggles, metrics, dashboard).
+type Admin struct {
+	// Listen address of the admin API. Defaults to "127.0.0.1:9900".
+	Listen string `yaml:"listen" json:"listen"`
+	// StateDir keeps instance logs, the token signing key and metric history, relative to the
+	// config file. Defaults to ".shoal".
+	StateDir string `yaml:"state_dir" json:"state_dir"`
+}
+
+// Scaling is the seed's `scaling:` block.
+type Scaling struct {
+	// Enabled turns horizontal scaling on. Defaults to true.
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Strategy of scaling; only "horizontal" is supported. Defaults to "horizontal".
+	Strategy         string           `yaml:"strategy" json:"strategy" jsonschema:"enum=horizontal"`
+	ServiceDiscovery ServiceDiscovery `yaml:"service_discovery" json:"service_discovery"`
+	LoadBalancer     LoadBalancer     `yaml:"load_balancer" json:"load_balancer"`
+	Instances        Instances        `yaml:"instances" json:"instances"`
+}
+
+// Discovery methods.
+const (
+	DiscoveryStatic     = "static"
+	DiscoveryDNS        = "dns"
+	DiscoveryConsul     = "consul"
+	DiscoveryKubernetes = "kubernetes"
+)
+
+// ServiceDiscovery says how instances of the service find each other.
+type ServiceDiscovery struct {
+	// Method of discovery: static, dns, consul or kubernetes. Defaults to "static".
+	Method string `yaml:"method" json:"method" jsonschema:"enum=static,enum=dns,enum=consul,enum=kubernetes"`
+	// ServiceName registered and looked up. Defaults to name.
+	ServiceName string `yaml:"service_name" json:"service_name"`
+	// Namespace (Kubernetes namespace, Consul namespace). Defaults to "default".
+	Namespace string `yaml:"namespace" json:"namespace"`
+	// Port each instance serves on. Defaults to server.port.
+	Port        int               `yaml:"port" json:"port"`
+	HealthCheck HealthCheck       `yaml:"health_check" json:"health_check"`
+	Static      StaticDiscovery   `yaml:"static" json:"static"`
+	DNS         DNSDiscovery      `yaml:"dns" json:"dns"`
+	Kubernetes  KubernetesOptions `yaml:"kubernetes" json:"kubernetes"`
+	Consul      ConsulOptions     `yaml:"consul" json:"consul"`
+}
+
+// HealthCheck is the active health check every instance gets.
+type HealthCheck struct {
+	// Endpoint path probed on each instance. Defaults to "/health".
+	Endpoint string `yaml:"endpoint" json:"endpoint"`
+	// Interval between probes. Defaults to 30s.
+	Interval Duration `yaml:"interval" json:"interval"`
+	// Timeout of one probe; must not exceed interval. Defaults to 5s.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// HealthyThreshold is how many consecutive passes bring an instance (back) into rotation.
+	// Defaults to 2.
+	HealthyThreshold int `yaml:"healthy_threshold" json:"healthy_threshold"`
+	// UnhealthyThreshold is how many consecutive failures take an instance out of rotation.
+	// Defaults to 3.
+	UnhealthyThreshold int `yaml:"unhealthy_threshold" json:"unhealthy_threshold"`
+}
+
+// StaticDiscovery is a fixed list of instances.
+type StaticDiscovery struct {
+	// Instances to balance over. Under `shoal up` the fleet adds its own instances to these.
+	Instances []StaticInstance `yaml:"instances,omitempty" json:"instances,omitempty"`
+}
+
+// StaticInstance is one fixed upstream.
+type StaticInstance struct {
+	// URL of the instance, http:// or https://, e.g. http://127.0.0.1:9001. Required.
+	URL string `yaml:"url" json:"url"`
+	// Weight for weighted_round_robin, 1-1000. Defaults to 1.
+	Weight int `yaml:"weight" json:"weight"`
+}
+
+// DNSDiscovery resolves instances from DNS.
+type DNSDiscovery struct {
+	// Name to resolve. Defaults to service_name.
+	Name string `yaml:"name" json:"name"`
+	// RecordType: "A" (A and AAAA, with service_discovery.port) or "SRV" (ports from the records).
+	// Defaults to "A".
+	RecordType string `yaml:"record_type" json:"record_type" jsonschema:"enum=A,enum=SRV"`
+	// RefreshInterval between resolutions. Defaults to 30s.
+	RefreshInterval Duration `yaml:"refresh_interval" json:"refresh_interval"`
+	// Resolver address (host:port) to query instead of the system resolver. Defaults to the system's.
+	Resolver string `yaml:"resolver,omitempty" json:"resolver,omitempty"`
+}
+
+// KubernetesOptions are used by Kubernetes discovery and by `shoal generate kubernetes`.
+type KubernetesOptions struct {
+	// ServiceType of the generated Service: ClusterIP, NodePort, LoadBalancer or Headless.
+	// Defaults to "ClusterIP".
+	ServiceType string `yaml:"service_type" json:"service_type" jsonschema:"enum=ClusterIP,enum=NodePort,enum=LoadBalancer,enum=Headless"`
+	// Annotations put on generated pods and Services.
+	Annotations map[string]string `yaml:"annotations,omitempty" json:"annotations,omitempty"`
+}
+
+// ConsulOptions are used by Consul discovery.
+type ConsulOptions struct {
+	// Address of the Consul agent, host:port. Defaults to "127.0.0.1:8500".
+	Address string `yaml:"address" json:"address"`
+	// Datacenter to register in and query. Defaults to the agent's own.
+	Datacenter string `yaml:"datacenter,omitempty" json:"datacenter,omitempty"`
+	// Token (ACL) for Consul; a secret, best given as ${CONSUL_TOKEN}. Redacted when printed.
+	Token string `yaml:"token,omitempty" json:"token,omitempty" secret:"true"`
+}
+
+// Load-balancing algorithms.
+const (
+	RoundRobin         = "round_robin"
+	LeastConnections   = "least_connections"
+	IPHash             = "ip_hash"
+	WeightedRoundRobin = "weighted_round_robin"
+	P2CEWMA            = "p2c_ewma"
+)
+
+// Algorithms lists the valid load_balancer.algorithm values.
+var Algorithms = []string{RoundRobin, LeastConnections, IPHash, WeightedRoundRobin, P2CEWMA}
+
+// LoadBalancer configures shoal's proxy.
+type LoadBalancer struct {
+	// Algorithm: round_robin, least_connections, ip_hash, weighted_round_robin or p2c_ewma.
+	// Defaults to "round_robin".
+	Algorithm string `yaml:"algorithm" json:"algorithm" jsonschema:"enum=round_robin,enum=least_connections,enum=ip_hash,enum=weighted_round_robin,enum=p2c_ewma"`
+	// SessionAffinity pins a client to one instance with a signed cookie. Defaults to false.
+	SessionAffinity bool `yaml:"session_affinity" json:"session_affinity"`
+	// HealthCheckInterval of the proxy's own active checks. Defaults to 10s.
+	HealthCheckInterval Duration `yaml:"health_check_interval" json:"health_check_interval"`
+	// MaxFailures of proxied requests within failure_timeout that eject an instance (passive
+	// health). 0 turns passive ejection off. Defaults to 3.
+	MaxFailures int `yaml:"max_failures" json:"max_failures"`
+	// FailureTimeout is the window for max_failures and how long an ejection lasts. Defaults to 60s.
+	FailureTimeout Duration `yaml:"failure_timeout" json:"failure_timeout"`
+	// UpstreamProtocol spoken to instances: "http1", or "h2c" (HTTP/2 without TLS, needed for
+	// gRPC to plain-text instances). Defaults to "http1".
+	UpstreamProtocol string         `yaml:"upstream_protocol" json:"upstream_protocol" jsonschema:"enum=http1,enum=h2c"`
+	CircuitBreaker   CircuitBreaker `yaml:"circuit_breaker" json:"circuit_breaker"`
+	Retry            Retry          `yaml:"retry" json:"retry"`
+}
+
+// CircuitBreaker is kept per instance by the proxy.
+type CircuitBreaker struct {
+	// Enabled turns the breaker on. Defaults to true.
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// FailureThreshold is how many consecutive failures open the breaker. Defaults to 5.
+	FailureThreshold int `yaml:"failure_threshold" json:"failure_threshold"`
+	// RecoveryTimeout is how long the breaker stays open before trying again (half-open). Defaults to 30s.
+	RecoveryTimeout Duration `yaml:"recovery_timeout" json:"recovery_timeout"`
+	// HalfOpenMaxCalls is how many trial calls a half-open breaker lets through. Defaults to 3.
+	HalfOpenMaxCalls int `yaml:"half_open_max_calls" json:"half_open_max_calls"`
+}
+
+// Retry configures how the proxy retries a failed request on another instance.
+type Retry struct {
+	// Attempts in total, the first try included; 1 turns retries off. Defaults to 3.
+	Attempts int `yaml:"attempts" json:"attempts"`
+	// Backoff is the base of the exponential backoff with full jitter. Defaults to 25ms.
+	Backoff Duration `yaml:"backoff" json:"backoff"`
+	// MaxBackoff caps one backoff. Defaults to 1s.
+	MaxBackoff Duration `yaml:"max_backoff" json:"max_backoff"`
+	// Budget is the most retries may add to the load, as a fraction of requests. Defaults to 0.2.
+	Budget float64 `yaml:"budget" json:"budget"`
+	// NonIdempotent retries POST and PATCH too on 502/503/504 (never after a body was sent on a
+	// dead connection). Defaults to false.
+	NonIdempotent bool `yaml:"non_idempotent" json:"non_idempotent"`
+	// MaxBodyBytes is the largest request body kept for replay; larger requests are not retried
+	// once their body started to flow. 0 keeps no body (only requests without one are replayed).
+	// Defaults to 1048576 (1 MiB).
+	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes"`
+	// TryTimeout limits one attempt; 0 means only the overall timeout applies. Defaults to 0.
+	TryTimeout Duration `yaml:"try_timeout" json:"try_timeout"`
+	// Timeout limits a request with all its retries. Defaults to 60s.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+}
+
+// Instances bounds and shapes the fleet.
+type Instances struct {
+	// MinInstances is the fewest instances to run, at least 1. Defaults to 1.
+	MinInstances int `yaml:"min_instances" json:"min_instances"`
+	// MaxInstances is the most instances to run, at least min_instances. Defaults to 10.
+	MaxInstances int `yaml:"max_instances" json:"max_instances"`
+	// TargetCPUUtilization (percent, 1-100) the autoscaler steers towards. Defaults to 70.
+	TargetCPUUtilization int `yaml:"target_cpu_utilization" json:"target_cpu_utilization"`
+	// TargetMemoryUtilization (percent, 1-100) the autoscaler steers towards. Defaults to 80.
+	TargetMemoryUtilization int `yaml:"target_memory_utilization" json:"target_memory_utilization"`
+	// ScaleUpCooldown is the least time between two scale-ups. Defaults to 300s.
+	ScaleUpCooldown Duration `yaml:"scale_up_cooldown" json:"scale_up_cooldown"`
+	// ScaleDownCooldown is the least time between two scale-downs. Defaults to 300s.
+	ScaleDownCooldown Duration `yaml:"scale_down_cooldown" json:"scale_down_cooldown"`
+	Startup           Startup  `yaml:"startup" json:"startup"`
+	Shutdown          Shutdown `yaml:"shutdown" json:"shutdown"`
+}
+
+// Startup is how a new instance becomes ready.
+type Startup struct {
+	// InitialDelay is the longest an instance may take to become ready. Defaults to 30s.
+	InitialDelay Duration `yaml:"initial_delay" json:"initial_delay"`
+	// ReadinessProbe path; an instance gets traffic only once it answers 2xx. Defaults to "/ready".
+	ReadinessProbe string `yaml:"readiness_probe" json:"readiness_probe"`
+	// LivenessProbe path; failing it unhealthy_threshold times restarts the instance. Defaults to "/health".
+	LivenessProbe string `yaml:"liveness_probe" json:"liveness_probe"`
+}
+
+// Shutdown is how an instance leaves.
+type Shutdown struct {
+	// GracefulTimeout is how long an instance has to exit after SIGTERM. Defaults to 30s.
+	GracefulTimeout Duration `yaml:"graceful_timeout" json:"graceful_timeout"`
+	// DrainTimeout is how long in-flight requests may finish after the instance stops getting
+	// new ones. Defaults to 15s.
+	DrainTimeout Duration `yaml:"drain_timeout" json:"drain_timeout"`
+	// ForceTimeout is when the instance is killed (SIGKILL), counted from the start of shutdown;
+	// at least graceful_timeout. Defaults to 60s.
+	ForceTimeout Duration `yaml:"force_timeout" json:"force_timeout"`
+}
+
+// Health is the service's own health endpoint and the checks behind it.
+type Health struct {
+	// Enabled serves the health endpoints. Defaults to true.
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Endpoint of the aggregate health report. Defaults to "/health".
+	Endpoint string `yaml:"endpoint" json:"endpoint"`
+	// Checks behind the endpoint.
+	Checks []Check `yaml:"checks,omitempty" json:"checks,omitempty"`
+}
+
+// Health check types.
+const (
+	CheckDatabase        = "database"
+	CheckExternalService = "external_service"
+	CheckHTTP            = "http"
+	CheckTCP             = "tcp"
+	CheckCustom          = "custom"
+)
+
+// CheckTypes lists the valid health.checks[].type values.
+var CheckTypes = []string{CheckDatabase, CheckExternalService, CheckHTTP, CheckTCP, CheckCustom}
+
+// Check is one health check.
+type Check struct {
+	// Name of the check, unique; the admin API enables and disables checks by it. Required.
+	Name string `yaml:"name" json:"name"`
+	// Type: database, external_service, http, tcp or custom. Required.
+	Type string `yaml:"type" json:"type" jsonschema:"enum=database,enum=external_service,enum=http,enum=tcp,enum=custom"`
+	// URL checked: the DSN for database (defaults to database.url), redis://, tcp://, nats://,
+	// amqp:// for external_service, http(s):// for http, host:port or tcp:// for tcp.
+	URL string `yaml:"url,omitempty" json:"url,omitempty" secret:"url"`
+	// Handler names the Go function registered for a custom check. Required for custom.
+	Handler string `yaml:"handler,omitempty" json:"handler,omitempty"`
+	// Timeout of one run of the check. Defaults to 5s.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// Interval between background runs of the check. Defaults to 10s.
+	Interval Duration `yaml:"interval" json:"interval"`
+	// Critical failures make the service unhealthy; non-critical ones only degrade it. Defaults to true.
+	Critical bool `yaml:"critical" json:"critical"`
+}
+
+// Observability is the seed's `observability:` block.
+type Observability struct {
+	ScalingMetrics ScalingMetrics `yaml:"scaling_metrics" json:"scaling_metrics"`
+	AutoScaling    AutoScaling    `yaml:"auto_scaling" json:"auto_scaling"`
+}
+
+// Scaling metric names, as the seed spells them.
+const (
+	MetricInstanceCount     = "instance_count"
+	MetricCPUUtilization    = "cpu_utilization_percentage"
+	MetricMemoryUtilization = "memory_utilization_percentage"
+	MetricActiveConnections = "active_connections"
+	MetricRequestQueueDepth = "request_queue_depth"
+	MetricResponseTimeP95   = "response_time_p95"
+)
+
+// Metrics lists the scaling metrics shoal knows.
+var Metrics = []string{MetricInstanceCount, MetricCPUUtilization, MetricMemoryUtilization,
+	MetricActiveConnections, MetricRequestQueueDepth, MetricResponseTimeP95}
+
+// ScalingMetrics selects the scaling metrics shoal exports.
+type ScalingMetrics struct {
+	// Enabled exports scaling metrics. Defaults to true.
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Metrics to export. Defaults to all of instance_count, cpu_utilization_percentage,
+	// memory_utilization_percentage, active_connections, request_queue_depth, response_time_p95.
+	Metrics []string `yaml:"metrics" json:"metrics"`
+}
+
+// AutoScaling holds the seed's threshold rules.
+type AutoScaling struct {
+	// Enabled lets shoal scale on its own by the rules. Defaults to false.
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Interval between evaluations of the rules. Defaults to 30s.
+	Interval Duration `yaml:"interval" json:"interval"`
+	// Metrics are the rules, evaluated in order.
+	Metrics []ScalingRule `yaml:"metrics,omitempty" json:"metrics,omitempty"`
+}
+
+// Scaling actions.
+const (
+	ScaleUp   = "scale_up"
+	ScaleDown = "scale_down"
+)
+
+// ScalingRule scales when a metric crosses a threshold: above it for scale_up, below it for scale_down.
+type ScalingRule struct {
+	// Metric watched, one of the scaling metrics. Required.
+	Metric string `yaml:"metric" json:"metric" jsonschema:"enum=instance_count,enum=cpu_utilization_percentage,enum=memory_utilization_percentage,enum=active_connections,enum=request_queue_depth,enum=response_time_p95"`
+	// Threshold in the metric's unit: percent for *_percentage (0-100), milliseconds for
+	// response_time_p95, a count otherwise. Required.
+	Threshold float64 `yaml:"threshold" json:"threshold"`
+	// Action: scale_up or scale_down. Required.
+	Action string `yaml:"action" json:"action" jsonschema:"enum=scale_up,enum=scale_down"`
+	// Cooldown after this rule fired before it may fire again. Defaults to the instances'
+	// scale_up_cooldown or scale_down_cooldown.
+	Cooldown Duration `yaml:"cooldown" json:"cooldown"`
+	// Step is how many instances one firing adds or removes. Defaults to 1.
+	Step int `yaml:"step" json:"step"`
+}
+
+// Database types.
+const (
+	DatabasePostgres = "postgres"
+	DatabaseMySQL    = "mysql"
+	DatabaseSQLite   = "sqlite"
+	DatabaseMongoDB  = "mongodb"
+)
+
+// Database is the service's database connection pool. DATABASE_URL overrides url.
+type Database struct {
+	// Type: postgres, mysql, sqlite or mongodb. Defaults to the scheme of url.
+	Type string `yaml:"type,omitempty" json:"type,omitempty" jsonschema:"enum=postgres,enum=mysql,enum=sqlite,enum=mongodb"`
+	// URL of the database, e.g. postgres://user:pass@host/db, mysql://user:pass@host/db,
+	// sqlite:///path/app.db, mongodb://host/db. Its password is redacted when printed.
+	URL string `yaml:"url,omitempty" json:"url,omitempty" secret:"url"`
+	// Name of the database (generated compose files). Defaults to the path of url.
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// User of the database (generated compose files).
+	User string `yaml:"user,omitempty" json:"user,omitempty"`
+	// Password of the database; a secret, best given as ${DB_PASSWORD}. Redacted when printed.
+	Password string `yaml:"password,omitempty" json:"password,omitempty" secret:"true"`
+	// MaxConnections in the pool. Defaults to 10.
+	MaxConnections int `yaml:"max_connections" json:"max_connections"`
+	// MinConnections kept open. Defaults to 0.
+	MinConnections int `yaml:"min_connections" json:"min_connections"`
+	// ConnectTimeout of one connection attempt. Defaults to 5s.
+	ConnectTimeout Duration `yaml:"connect_timeout" json:"connect_timeout"`
+	// IdleTimeout after which an idle connection is closed. Defaults to 5m.
+	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout"`
+	// MaxLifetime of a connection. Defaults to 30m.
+	MaxLifetime Duration `yaml:"max_lifetime" json:"max_lifetime"`
+	// ReadReplicas are URLs of read-only replicas; reads are spread over them.
+	ReadReplicas []string `yaml:"read_replicas,omitempty" json:"read_replicas,omitempty" secret:"url"`
+}
+
+// Messaging types.
+const (
+	MessagingMemory   = "memory"
+	MessagingKafka    = "kafka"
+	MessagingRabbitMQ = "rabbitmq"
+	MessagingNATS     = "nats"
+)
+
+// Messaging is the message broker. MESSAGE_QUEUE_TYPE, KAFKA_BROKERS, RABBITMQ_URL and
+// NATS_URL override it.
+type Messaging struct {
+	// Type of broker: memory, kafka, rabbitmq or nats. Defaults to "memory".
+	Type string `yaml:"type" json:"type" jsonschema:"enum=memory,enum=kafka,enum=rabbitmq,enum=nats"`
+	// Topic (Kafka topic, RabbitMQ exchange, NATS subject prefix) events go to. Defaults to "events".
+	Topic    string          `yaml:"topic" json:"topic"`
+	Kafka    KafkaOptions    `yaml:"kafka" json:"kafka"`
+	RabbitMQ RabbitMQOptions `yaml:"rabbitmq" json:"rabbitmq"`
+	NATS     NATSOptions     `yaml:"nats" json:"nats"`
+}
+
+// KafkaOptions connect to Kafka.
+type KafkaOptions struct {
+	// Brokers, host:port each. Defaults to ["localhost:9092"]. KAFKA_BROKERS (comma-separated) overrides.
+	Brokers []string `yaml:"brokers" json:"brokers"`
+	// ConsumerGroup of subscribers. Defaults to name.
+	ConsumerGroup string `yaml:"consumer_group,omitempty" json:"consumer_group,omitempty"`
+}
+
+// RabbitMQOptions connect to RabbitMQ.
+type RabbitMQOptions struct {
+	// URL of the broker. Defaults to "amqp://localhost:5672". RABBITMQ_URL overrides. Its
+	// password is redacted when printed.
+	URL string `yaml:"url" json:"url" secret:"url"`
+}
+
+// NATSOptions connect to NATS.
+type NATSOptions struct {
+	// URL of the server. Defaults to "nats://localhost:4222". NATS_URL overrides.
+	URL string `yaml:"url" json:"url" secret:"url"`
+	// JetStream makes subscriptions durable. Defaults to false.
+	JetStream bool `yaml:"jetstream" json:"jetstream"`
+}
+
+// Job drivers.
+const (
+	JobsSQLite   = "sqlite"
+	JobsPostgres = "postgres"
+	JobsMemory   = "memory"
+)
+
+// Jobs is the background job queue.
+type Jobs struct {
+	// Enabled runs job workers in the service. Defaults to false.
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Driver storing jobs: sqlite, postgres or memory. Defaults to "sqlite".
+	Driver string `yaml:"driver" json:"driver" jsonschema:"enum=sqlite,enum=postgres,enum=memory"`
+	// URL of the job store. Defaults to database.url for postgres and "sqlite://.shoal/jobs.db" for sqlite.
+	URL string `yaml:"url,omitempty" json:"url,omitempty" secret:"url"`
+	// Workers running jobs concurrently. Defaults to 4.
+	Workers int `yaml:"workers" json:"workers"`
+	// MaxRetries of a failing job before it is discarded. Defaults to 3.
+	MaxRetries int `yaml:"max_retries" json:"max_retries"`
+	// RetryDelay is the base of the exponential backoff between retries. Defaults to 60s.
+	RetryDelay Duration `yaml:"retry_delay" json:"retry_delay"`
+	// PollInterval of workers looking for new jobs. Defaults to 1s.
+	PollInterval Duration `yaml:"poll_interval" json:"poll_interval"`
+	// RescueAfter is how long a job may run before it is deemed stuck and retried. Defaults to 1h.
+	RescueAfter Duration `yaml:"rescue_after" json:"rescue_after"`
+	// Queues and their priorities (higher runs first). Defaults to {"default": 1}.
+	Queues map[string]int `yaml:"queues" json:"queues"`
+	// Schedules are recurring jobs.
+	Schedules []Schedule `yaml:"schedules,omitempty" json:"schedules,omitempty"`
+}
+
+// Schedule runs a job on a cron schedule.
+type Schedule struct {
+	// Name of the schedule, unique. Required.
+	Name string `yaml:"name" json:"name"`
+	// Cron expression, five fields ("0 * * * *") or a descriptor (@hourly, @every 5m). Required.
+	Cron string `yaml:"cron" json:"cron"`
+	// Job kind to enqueue. Required.
+	Job string `yaml:"job" json:"job"`
+	// Queue to enqueue into. Defaults to "default".
+	Queue string `yaml:"queue" json:"queue"`
+}
+
+// Deploy is what `shoal generate` needs to know that the rest of the configuration does not
+// say: the container image, its resources, extra labels, where secrets and metrics live, and
+// the canary split of traffic between versions.
+type Deploy struct {
+	// Image of the service's container, e.g. "ghcr.io/acme/api:1.4.2". `shoal generate --image`
+	// overrides it. Defaults to name:version.
+	Image string `yaml:"image,omitempty" json:"image,omitempty"`
+	// Resources requested and limited for each instance's container.
+	Resources DeployResources `yaml:"resources" json:"resources"`
+	// Labels added to every generated object and pod, e.g. team: payments. Keys and values follow
+	// Kubernetes label syntax; the labels shoal selects pods by (app, version,
+	// app.kubernetes.io/*) cannot be set here.
+	Labels map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+	// SecretName is the Kubernetes Secret that secrets (every ${VAR} of the configuration) are
+	// read from. shoal never writes the values; create the Secret yourself. Empty means
+	// "<name>-secrets".
+	SecretName string `yaml:"secret_name,omitempty" json:"secret_name,omitempty"`
+	// Prometheus is the address KEDA queries for the auto_scaling rules an HPA cannot express.
+	// `shoal generate --prometheus` overrides it. Defaults to "http://prometheus.monitoring:9090".
+	Prometheus string `yaml:"prometheus" json:"prometheus"`
+	// Canary splits traffic between versions of the service (Istio VirtualService weights and
+	// DestinationRule subsets), e.g. 90 to v1 and 10 to v2. Each subset selects the pods whose
+	// version label is its version; the weights add up to 100. Empty means no split.
+	Canary []CanarySubset `yaml:"canary,omitempty" json:"canary,omitempty"`
+}
+
+// DeployResources are a container's resource requests and limits.
+type DeployResources struct {
+	// Requests reserve capacity; the autoscaler's utilisation targets are percentages of them.
+	// Defaults to cpu "100m" and memory "128Mi".
+	Requests ResourceAmounts `yaml:"requests" json:"requests"`
+	// Limits cap use: past the memory limit the container is killed, past the CPU limit it is
+	// throttled. Defaults to cpu "500m" and memory "512Mi".
+	Limits ResourceAmounts `yaml:"limits" json:"limits"`
+}
+
+// ResourceAmounts are quantities in Kubernetes notation. An empty value leaves the amount unset.
+type ResourceAmounts struct {
+	// CPU in cores or millicores, e.g. "250m" or "1".
+	CPU string `yaml:"cpu" json:"cpu"`
+	// Memory in bytes with a binary or decimal suffix, e.g. "256Mi" or "1G".
+	Memory string `yaml:"memory" json:"memory"`
+}
+
+// CanarySubset is one version of the service and the share of requests it receives.
+type CanarySubset struct {
+	// Name of the subset, a DNS label such as "v1". Required.
+	Name string `yaml:"name" json:"name"`
+	// Version is the value of the version label of the pods this subset selects. Defaults to name.
+	Version string `yaml:"version,omitempty" json:"version,omitempty"`
+	// Weight is the percentage of requests this subset receives, 0-100. Required; the weights of
+	// all subsets add up to 100.
+	Weight int `yaml:"weight" json:"weight"`
+}

@@ -1,0 +1,397 @@
+package fleet
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/shoal-sh/shoal/admin"
+)
+
+// instance is one supervised process of the service. Its supervisor goroutine owns the
+// process: it starts it, gates it on readiness, watches liveness, restarts it after a crash
+// with backoff, and stops it by drain, SIGTERM and SIGKILL.
+type instance struct {
+	f   *Fleet
+	id  string
+	seq int
+
+	mu       sync.Mutex
+	state    string
+	pid      int
+	port     int
+	started  time.Time
+	restarts int
+	lastErr  string
+	lastLine string // the last line the process wrote, quoted when it dies
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed when the current process has exited
+	exitErr  error
+
+	stop     chan struct{} // closed to ask the supervisor to stop the instance for good
+	stopOnce sync.Once
+	done     chan struct{} // closed when the supervisor has finished
+	ready    chan struct{} // closed the first time the instance becomes ready (or fails)
+	readyErr error
+	readyOne sync.Once
+}
+
+func (in *instance) setState(s string) {
+	in.mu.Lock()
+	in.state = s
+	in.mu.Unlock()
+}
+
+func (in *instance) snapshot() admin.InstanceStatus {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	s := admin.InstanceStatus{
+		ID: in.id, PID: in.pid, Port: in.port, State: in.state, Started: in.started,
+		Restarts: in.restarts, LastErr: in.lastErr, Health: "unknown", Breaker: "disabled",
+		LogFile: in.f.logPath(in.id),
+	}
+	if in.port != 0 {
+		s.URL = "http://127.0.0.1:" + strconv.Itoa(in.port)
+	}
+	if !in.started.IsZero() && in.state != admin.StateStopped && in.state != admin.StateFailed {
+		s.Uptime = time.Since(in.started).Round(time.Second).String()
+	}
+	return s
+}
+
+func (in *instance) markReady(err error) {
+	in.readyOne.Do(func() {
+		in.readyErr = err
+		close(in.ready)
+	})
+}
+
+// run is the supervisor loop.
+func (in *instance) run() {
+	defer close(in.done)
+	defer in.markReady(errors.New("stopped before it became ready"))
+	f := in.f
+	backoff := f.opts.RestartBackoff
+	crashes := 0
+	for {
+		err := in.startProcess()
+		if err != nil {
+			in.fail(fmt.Sprintf("cannot start: %v", err))
+			return
+		}
+		healthyRun, reason := in.watch()
+		if reason == reasonStop {
+			return
+		}
+		// The process died or was declared dead: take it out of rotation now.
+		f.deregister(in)
+		in.kill()
+		if healthyRun {
+			crashes, backoff = 0, f.opts.RestartBackoff
+		}
+		crashes++
+		in.mu.Lock()
+		in.lastErr = reason
+		in.restarts++
+		in.mu.Unlock()
+		if crashes > f.opts.MaxCrashes {
+			in.fail(fmt.Sprintf("crashed %d times in a row (last: %s); not restarting it — fix the service and run `shoal scaling restart`", crashes, reason))
+			return
+		}
+		f.event("crash", reason+"; restarting "+in.id+" in "+backoff.String(), 0, 0)
+		f.log.Warn("instance died; restarting after backoff", "instance", in.id, "reason", reason, "backoff", backoff.String(), "attempt", crashes)
+		in.setState(admin.StateBackoff)
+		select {
+		case <-time.After(backoff):
+		case <-in.stop:
+			in.setState(admin.StateStopped)
+			return
+		}
+		backoff = min(backoff*2, f.opts.MaxRestartBackoff)
+	}
+}
+
+func (in *instance) fail(reason string) {
+	in.mu.Lock()
+	in.state, in.lastErr = admin.StateFailed, reason
+	in.mu.Unlock()
+	in.markReady(errors.New(reason))
+	in.f.event("failed", in.id+": "+reason, 0, 0)
+	in.f.log.Error("instance failed", "instance", in.id, "reason", reason)
+}
+
+const reasonStop = "stop"
+
+// startProcess starts the service on a fresh port.
+func (in *instance) startProcess() error {
+	f := in.f
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(f.opts.Command[0], f.opts.Command[1:]...)
+	cmd.Dir = f.opts.Dir
+	cmd.Env = append(append(os.Environ(), f.opts.Env...),
+		"PORT="+strconv.Itoa(port),
+		"SHOAL_INSTANCE_ID="+in.id,
+		"SHOAL_SERVICE="+f.cfg.Name,
+		"SHOAL_CONFIG="+f.configPath(),
+		"SHOAL_ENV="+f.cfg.Meta.Env,
+	)
+	// A process group of its own: Ctrl-C in the terminal reaches shoal, not the instances
+	// (shoal drains them in order), and SIGKILL reaches any children they spawned.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A child that outlives the instance must not keep its output pipe, and so Wait, open.
+	cmd.WaitDelay = 2 * time.Second
+	logw, err := f.instanceLog(in.id)
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		logw.Close()
+		return err
+	}
+	exited := make(chan struct{})
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		s := bufio.NewScanner(pr)
+		s.Buffer(make([]byte, 64<<10), 1<<20)
+		for s.Scan() {
+			line := s.Text()
+			fmt.Fprintf(logw, "%s %s\n", time.Now().Format(time.RFC3339Nano), line)
+			f.instanceOutput(in.id, line)
+			if strings.TrimSpace(line) != "" {
+				in.mu.Lock()
+				in.lastLine = line
+				in.mu.Unlock()
+			}
+		}
+		io.Copy(io.Discard, pr)
+		logw.Close()
+	}()
+	go func() {
+		err := cmd.Wait()
+		pw.Close()
+		<-readerDone // every line is logged before the exit is reported
+		in.mu.Lock()
+		in.exitErr = err
+		in.mu.Unlock()
+		close(exited)
+	}()
+	in.mu.Lock()
+	in.cmd, in.exited, in.pid, in.port, in.started = cmd, exited, cmd.Process.Pid, port, time.Now()
+	in.state, in.exitErr, in.lastLine = admin.StateStarting, nil, ""
+	in.mu.Unlock()
+	f.log.Info("instance started", "instance", in.id, "pid", cmd.Process.Pid, "port", port)
+	return nil
+}
+
+// watch gates the process on readiness, then watches it until it exits, fails its liveness
+// probe, or is asked to stop. It returns whether the run was healthy (it passed a liveness
+// probe) and why it ended.
+func (in *instance) watch() (healthy bool, reason string) {
+	f := in.f
+	in.mu.Lock()
+	exited, port := in.exited, in.port
+	in.mu.Unlock()
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+
+	// Readiness: only a ready instance gets traffic.
+	deadline := time.NewTimer(f.cfg.Scaling.Instances.Startup.InitialDelay.D())
+	defer deadline.Stop()
+	tick := time.NewTicker(f.opts.ReadinessPoll)
+	defer tick.Stop()
+	var lastProbe error
+	for ready := false; !ready; {
+		select {
+		case <-exited:
+			return false, in.exitReason("before it became ready")
+		case <-in.stop:
+			in.shutdown(false)
+			return false, reasonStop
+		case <-deadline.C:
+			why := "no answer"
+			if lastProbe != nil {
+				why = lastProbe.Error()
+			}
+			return false, fmt.Sprintf("not ready within startup.initial_delay %s (last probe: %s); does the service serve startup.readiness_probe %s on $PORT?",
+				f.cfg.Scaling.Instances.Startup.InitialDelay, why, f.cfg.Scaling.Instances.Startup.ReadinessProbe)
+		case <-tick.C:
+			lastProbe = probe(f.client, base+f.cfg.Scaling.Instances.Startup.ReadinessProbe)
+			ready = lastProbe == nil
+		}
+	}
+	in.setState(admin.StateReady)
+	f.register(in, port)
+	in.markReady(nil)
+	f.log.Info("instance ready", "instance", in.id, "url", base)
+
+	// Liveness: unhealthy_threshold failures in a row restart the instance. A run counts as
+	// healthy (and resets the crash count) once the instance has passed a liveness probe, so an
+	// instance that dies or fails its probes before that is crash-looping and ends up failed.
+	live := time.NewTicker(f.opts.LivenessInterval)
+	defer live.Stop()
+	failures := 0
+	passed := false
+	threshold := f.cfg.Scaling.ServiceDiscovery.HealthCheck.UnhealthyThreshold
+	for {
+		select {
+		case <-exited:
+			return passed, in.exitReason("")
+		case <-in.stop:
+			in.shutdown(true)
+			return passed, reasonStop
+		case <-live.C:
+			if err := probe(f.client, base+f.cfg.Scaling.Instances.Startup.LivenessProbe); err != nil {
+				failures++
+				if failures >= threshold {
+					return passed, fmt.Sprintf("liveness probe failed %d times in a row: %v", failures, err)
+				}
+			} else {
+				failures, passed = 0, true
+			}
+		}
+	}
+}
+
+func (in *instance) exitReason(when string) string {
+	in.mu.Lock()
+	err, last := in.exitErr, in.lastLine
+	in.mu.Unlock()
+	msg := "exited"
+	if err != nil {
+		msg = err.Error()
+	} else {
+		msg = "exited with status 0"
+	}
+	if when != "" {
+		msg += " " + when
+	}
+	if last != "" {
+		if len(last) > 200 {
+			last = last[:200] + "…"
+		}
+		msg += "; its last words: " + last
+	}
+	return msg
+}
+
+// shutdown takes the instance out of rotation, lets in-flight requests finish for
+// drain_timeout, sends SIGTERM, waits graceful_timeout, and kills it at force_timeout.
+func (in *instance) shutdown(wasReady bool) {
+	f := in.f
+	sh := f.cfg.Scaling.Instances.Shutdown
+	begin := time.Now()
+	if wasReady {
+		in.setState(admin.StateDraining)
+		f.deregister(in)
+		ctx, cancel := context.WithTimeout(context.Background(), sh.DrainTimeout.D())
+		if err := f.proxy.Drain(ctx, in.id); err != nil {
+			f.log.Warn("drain timeout passed; stopping the instance with requests in flight", "instance", in.id, "err", err)
+		}
+		cancel()
+	}
+	in.setState(admin.StateStopping)
+	in.signal(syscall.SIGTERM)
+	in.mu.Lock()
+	exited := in.exited
+	in.mu.Unlock()
+	graceful := time.NewTimer(sh.GracefulTimeout.D())
+	defer graceful.Stop()
+	force := time.NewTimer(max(sh.ForceTimeout.D()-time.Since(begin), 0))
+	defer force.Stop()
+	select {
+	case <-exited:
+	case <-graceful.C:
+		f.log.Warn("instance did not exit within graceful_timeout after SIGTERM", "instance", in.id,
+			"graceful_timeout", sh.GracefulTimeout.String())
+		select {
+		case <-exited:
+		case <-force.C:
+			f.log.Warn("force_timeout reached; killing the instance", "instance", in.id)
+			in.kill()
+		}
+	}
+	in.kill() // any children left in its process group
+	in.setState(admin.StateStopped)
+	f.log.Info("instance stopped", "instance", in.id)
+}
+
+func (in *instance) signal(sig syscall.Signal) {
+	in.mu.Lock()
+	pid := in.pid
+	in.mu.Unlock()
+	if pid > 0 {
+		_ = syscall.Kill(-pid, sig) // the whole process group
+	}
+}
+
+// kill sends SIGKILL to the process group and waits for the process to be reaped.
+func (in *instance) kill() {
+	in.signal(syscall.SIGKILL)
+	in.mu.Lock()
+	exited := in.exited
+	in.mu.Unlock()
+	if exited != nil {
+		<-exited
+	}
+}
+
+func (in *instance) requestStop() {
+	in.stopOnce.Do(func() { close(in.stop) })
+}
+
+func probe(c *http.Client, u string) error {
+	resp, err := c.Get(u)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		return fmt.Errorf("GET %s answered %d", resp.Request.URL.Path, resp.StatusCode)
+	}
+	return nil
+}
+
+// freePort asks the kernel for an unused loopback port.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (f *Fleet) logPath(id string) string {
+	return filepath.Join(f.opts.StateDir, "logs", id+".log")
+}
+
+func (f *Fleet) instanceLog(id string) (io.WriteCloser, error) {
+	p := f.logPath(id)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return nil, fmt.Errorf("creating the log directory: %w", err)
+	}
+	w, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening the instance log: %w", err)
+	}
+	return w, nil
+}

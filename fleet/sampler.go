@@ -1,0 +1,122 @@
+package fleet
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/procfs"
+
+	"github.com/shoal-sh/shoal/admin"
+	"github.com/shoal-sh/shoal/proxy"
+)
+
+// The series the fleet records, in the order Metrics returns them.
+var seriesMeta = []struct{ name, unit string }{
+	{"instance_count", "instances"},
+	{"ready_instances", "instances"},
+	{"request_rate", "req/s"},
+	{"error_rate", "req/s"},
+	{"response_time_p95", "ms"},
+	{"active_connections", "requests"},
+	{"cpu_utilization_percentage", "%"},
+	{"memory_utilization_percentage", "%"},
+	{"memory_mib", "MiB"},
+}
+
+// sampler records the fleet's metrics into History every SampleInterval.
+type sampler struct {
+	f        *Fleet
+	last     proxy.Stats
+	lastAt   time.Time
+	cpu      map[int]float64 // pid → CPU seconds at the last sample
+	procfsFS procfs.FS
+	fsErr    error
+}
+
+func newSampler(f *Fleet) *sampler {
+	fs, err := procfs.NewDefaultFS()
+	return &sampler{f: f, cpu: map[int]float64{}, procfsFS: fs, fsErr: err}
+}
+
+func (s *sampler) run(ctx context.Context) {
+	t := time.NewTicker(s.f.opts.SampleInterval)
+	defer t.Stop()
+	s.last, s.lastAt = s.f.proxy.Stats(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.sample(now)
+		}
+	}
+}
+
+func (s *sampler) sample(now time.Time) {
+	f := s.f
+	st := f.Status(context.Background())
+	stats := f.proxy.Stats()
+	dt := now.Sub(s.lastAt).Seconds()
+	if dt <= 0 {
+		return
+	}
+	rec := func(name string, v float64) { f.opts.History.Record(name, now, v) }
+
+	active, ready := 0, 0
+	var inflight int64
+	var cpuSum, memSum float64
+	cpuN := 0
+	seen := map[int]bool{}
+	for _, in := range st.Instances {
+		switch in.State {
+		case admin.StateFailed, admin.StateStopped:
+			continue
+		}
+		active++
+		inflight += in.InFlight
+		if in.State == admin.StateReady {
+			ready++
+		}
+		if in.PID <= 0 || s.fsErr != nil {
+			continue
+		}
+		p, err := s.procfsFS.Proc(in.PID)
+		if err != nil {
+			continue
+		}
+		ps, err := p.Stat()
+		if err != nil {
+			continue
+		}
+		seen[in.PID] = true
+		cpuNow := ps.CPUTime()
+		if prev, ok := s.cpu[in.PID]; ok {
+			cpuSum += (cpuNow - prev) / dt * 100
+			cpuN++
+		}
+		s.cpu[in.PID] = cpuNow
+		memSum += float64(ps.ResidentMemory()) / (1 << 20)
+	}
+	for pid := range s.cpu {
+		if !seen[pid] {
+			delete(s.cpu, pid)
+		}
+	}
+	rec("instance_count", float64(active))
+	rec("ready_instances", float64(ready))
+	rec("request_rate", float64(stats.Requests-s.last.Requests)/dt)
+	rec("error_rate", float64(stats.Errors-s.last.Errors)/dt)
+	rec("response_time_p95", proxy.Quantile(0.95, s.last, stats)*1000)
+	rec("active_connections", float64(inflight))
+	if cpuN > 0 {
+		rec("cpu_utilization_percentage", cpuSum/float64(cpuN))
+	}
+	rec("memory_mib", memSum)
+	if active > 0 && s.fsErr == nil {
+		if mi, err := s.procfsFS.Meminfo(); err == nil && mi.MemTotal != nil && *mi.MemTotal > 0 {
+			// Average resident memory per instance against the machine's memory (kB).
+			rec("memory_utilization_percentage", memSum*1024/float64(active)/float64(*mi.MemTotal)*100)
+		}
+	}
+	s.last, s.lastAt = stats, now
+}

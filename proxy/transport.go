@@ -1,0 +1,341 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoal-sh/shoal/balancer"
+	"github.com/shoal-sh/shoal/resilience"
+)
+
+// newUpstreamTransport returns the transport to instances: shoal's own HTTP/1.1 client
+// (h1client.go), or for h2c an http.Transport speaking HTTP/2 without TLS, sized for a proxy:
+// many idle connections per instance (Go's default keeps 2) and no transparent compression
+// (the client negotiates encoding with the instance, not with us).
+func newUpstreamTransport(h2c bool) http.RoundTripper {
+	if !h2c {
+		return newH1Client()
+	}
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	return &http.Transport{
+		Proxy:               nil,
+		DialContext:         d.DialContext,
+		MaxIdleConnsPerHost: 1024,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		Protocols:           &protos,
+	}
+}
+
+func newCheckTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
+	}
+}
+
+// proxyError is a failure the client is told about as a JSON error.
+type proxyError struct {
+	status   int
+	code     string
+	msg      string
+	instance string
+	err      error
+}
+
+func (e *proxyError) Error() string { return e.msg }
+func (e *proxyError) Unwrap() error { return e.err }
+
+// failurePenalty is the latency reported to the balancer for a failed attempt.
+const failurePenalty = time.Second
+
+var (
+	errTimeout    = errors.New("overall timeout")
+	errTryTimeout = errors.New("per-try timeout")
+)
+
+// roundTripper is the ReverseProxy's transport: it picks an upstream per attempt and retries.
+type roundTripper struct{ p *Proxy }
+
+func idempotent(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	_, hasKey := r.Header["Idempotency-Key"]
+	return hasKey
+}
+
+// dialFailed reports whether err happened before the request left: nothing reached the
+// instance, so any request may be retried.
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// trackedBody notes whether the transport read from a streamed request body.
+type trackedBody struct {
+	io.ReadCloser
+	touched atomic.Bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	b.touched.Store(true)
+	return b.ReadCloser.Read(p)
+}
+
+func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
+	p := rt.p
+	st, _ := out.Context().Value(stateKey{}).(*reqState)
+	if st == nil {
+		st = &reqState{}
+	}
+	p.budget.Deposit()
+
+	// Overall timeout until the response headers arrive; a streaming body may then take as
+	// long as it needs.
+	ctx, cancel := context.WithCancelCause(out.Context())
+	overall := time.AfterFunc(p.opts.Retry.Timeout, func() { cancel(errTimeout) })
+	defer overall.Stop()
+
+	// The body: buffered for replay when its size is known and small enough, streamed otherwise
+	// (then a retry is possible only while nothing of it was sent).
+	var buffered []byte
+	var streamed *trackedBody
+	hasBody := out.Body != nil && out.Body != http.NoBody
+	if hasBody {
+		if out.ContentLength >= 0 && out.ContentLength <= p.opts.Retry.MaxBodyBytes && p.opts.Retry.Attempts > 1 {
+			b, err := io.ReadAll(out.Body)
+			out.Body.Close()
+			if err != nil {
+				return nil, bodyError(err)
+			}
+			buffered = b
+		} else {
+			streamed = &trackedBody{ReadCloser: out.Body}
+		}
+	}
+	replayable := !hasBody || buffered != nil
+	mayRetryResponse := replayable && (idempotent(out) || p.opts.Retry.NonIdempotent)
+
+	var lastErr error
+	tried := st.tried[:0]
+	for attempt := 0; attempt < p.opts.Retry.Attempts; attempt++ {
+		if attempt > 0 {
+			if !p.budget.Withdraw() {
+				p.metrics.retries.WithLabelValues("budget_exhausted").Inc()
+				break
+			}
+			if err := p.retry.Sleep(ctx, p.retry.Backoff(attempt-1)); err != nil {
+				break
+			}
+			st.retries++
+		}
+		u, ticket, err := p.pickAllowed(st, &tried)
+		if err != nil {
+			if lastErr == nil {
+				return nil, err
+			}
+			break
+		}
+
+		req := out
+		if attempt > 0 {
+			cp := *out
+			u2 := *out.URL
+			cp.URL = &u2
+			req = &cp
+		}
+		req.URL.Scheme, req.URL.Host = u.url.Scheme, u.url.Host
+		switch {
+		case buffered != nil:
+			req.Body = io.NopCloser(bytes.NewReader(buffered))
+			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buffered)), nil }
+		case streamed != nil:
+			req.Body = streamed
+		}
+		tryCtx := ctx
+		var tryTimer *time.Timer
+		if p.opts.Retry.TryTimeout > 0 {
+			var tryCancel context.CancelCauseFunc
+			tryCtx, tryCancel = context.WithCancelCause(ctx)
+			tryTimer = time.AfterFunc(p.opts.Retry.TryTimeout, func() { tryCancel(errTryTimeout) })
+		}
+		req = req.WithContext(tryCtx)
+
+		u.backend.Acquire()
+		start := time.Now()
+		resp, err := p.transport.RoundTrip(req)
+		if tryTimer != nil {
+			tryTimer.Stop()
+		}
+		latency := time.Since(start)
+
+		if err != nil {
+			// A fast failure must not look like a fast instance to p2c_ewma.
+			u.backend.Release(max(latency, failurePenalty))
+			if out.Context().Err() != nil {
+				// The client went away: not the instance's fault, but it was this instance's
+				// request (counted as 499 for it).
+				if u.breaker != nil {
+					u.breaker.Release(ticket)
+				}
+				st.chosen = u
+				return nil, err
+			}
+			if errors.Is(context.Cause(ctx), errTimeout) {
+				if u.breaker != nil {
+					u.breaker.Record(ticket, false)
+				}
+				return nil, &proxyError{status: http.StatusGatewayTimeout, code: "timeout", instance: u.id, err: err,
+					msg: fmt.Sprintf("no instance answered within %s (scaling.load_balancer.retry.timeout)", p.opts.Retry.Timeout)}
+			}
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				if u.breaker != nil {
+					u.breaker.Release(ticket)
+				}
+				return nil, bodyError(err)
+			}
+			if u.breaker != nil {
+				u.breaker.Record(ticket, false)
+			}
+			p.passiveFailure(u, err.Error())
+			pe := &proxyError{status: http.StatusBadGateway, code: "upstream_unreachable", instance: u.id, err: err,
+				msg: fmt.Sprintf("instance %s (%s) failed: %v", u.id, u.url.Host, err)}
+			reason := "connection_error"
+			if errors.Is(context.Cause(tryCtx), errTryTimeout) {
+				reason = "try_timeout"
+				pe.status, pe.code = http.StatusGatewayTimeout, "timeout"
+				pe.msg = fmt.Sprintf("instance %s (%s) did not answer within %s (scaling.load_balancer.retry.try_timeout)",
+					u.id, u.url.Host, p.opts.Retry.TryTimeout)
+			}
+			lastErr = pe
+			// Nothing reached the instance: any request may go elsewhere. Otherwise only one that
+			// is safe to repeat and whose body can be sent again.
+			nothingSent := dialFailed(err) && (streamed == nil || !streamed.touched.Load())
+			if !nothingSent && !mayRetryResponse {
+				break
+			}
+			p.metrics.retries.WithLabelValues(reason).Inc()
+			continue
+		}
+
+		gateway := resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
+			resp.StatusCode == http.StatusGatewayTimeout
+		if u.breaker != nil {
+			u.breaker.Record(ticket, !gateway)
+		}
+		if gateway {
+			p.passiveFailure(u, fmt.Sprintf("answered %d", resp.StatusCode))
+			if mayRetryResponse && attempt+1 < p.opts.Retry.Attempts {
+				// Keep the connection reusable: read a little of the body, then drop it.
+				_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+				resp.Body.Close()
+				u.backend.Release(max(latency, failurePenalty))
+				lastErr = &proxyError{status: resp.StatusCode, code: "upstream_error", instance: u.id,
+					msg: fmt.Sprintf("instance %s answered %d", u.id, resp.StatusCode)}
+				p.metrics.retries.WithLabelValues(fmt.Sprintf("status_%d", resp.StatusCode)).Inc()
+				continue
+			}
+		}
+		st.chosen = u
+		// In flight until the body is done, so least_connections sees streams and WebSockets.
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+				resp.Body = &releasingRWC{ReadWriteCloser: rwc, b: u.backend, latency: latency}
+				return resp, nil
+			}
+		}
+		resp.Body = &releasingBody{ReadCloser: resp.Body, b: u.backend, latency: latency}
+		return resp, nil
+	}
+	if lastErr == nil {
+		lastErr = errNoUpstream
+	}
+	return nil, lastErr
+}
+
+// pickAllowed picks an untried upstream whose breaker lets a call through.
+func (p *Proxy) pickAllowed(st *reqState, tried *[]*balancer.Backend) (*upstream, resilience.Ticket, error) {
+	open := 0
+	for {
+		u := p.pick(st, *tried)
+		if u == nil {
+			switch {
+			case open > 0:
+				return nil, resilience.Ticket{}, &proxyError{status: http.StatusServiceUnavailable, code: "circuit_open",
+					msg: fmt.Sprintf("the circuit breaker of every instance tried (%d) is open; they are given another chance after %s (scaling.load_balancer.circuit_breaker.recovery_timeout)",
+						open, p.opts.Breaker.RecoveryTimeout)}
+			case len(*tried) == 0 && p.pool.Load().nAll == 0:
+				return nil, resilience.Ticket{}, &proxyError{status: http.StatusServiceUnavailable, code: "no_instances",
+					msg: "no instance of the service is registered with the proxy", err: errNoUpstream}
+			default:
+				return nil, resilience.Ticket{}, &proxyError{status: http.StatusServiceUnavailable, code: "no_instances",
+					msg: "every instance has been tried", err: errNoUpstream}
+			}
+		}
+		*tried = append(*tried, u.backend)
+		if u.breaker == nil {
+			return u, resilience.Ticket{}, nil
+		}
+		t, err := u.breaker.Allow()
+		if err == nil {
+			return u, t, nil
+		}
+		open++
+	}
+}
+
+func bodyError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return &proxyError{status: http.StatusRequestEntityTooLarge, code: "body_too_large", err: err,
+			msg: fmt.Sprintf("the request body is larger than %d bytes (server.max_body_bytes)", mbe.Limit)}
+	}
+	return &proxyError{status: http.StatusBadRequest, code: "body_unreadable", err: err,
+		msg: fmt.Sprintf("the request body could not be read: %v", err)}
+}
+
+// releasingBody marks the request done for the balancer when the response body is closed.
+type releasingBody struct {
+	io.ReadCloser
+	b       *balancer.Backend
+	latency time.Duration
+	done    atomic.Bool
+}
+
+func (r *releasingBody) Close() error {
+	err := r.ReadCloser.Close()
+	if r.done.CompareAndSwap(false, true) {
+		r.b.Release(r.latency)
+	}
+	return err
+}
+
+type releasingRWC struct {
+	io.ReadWriteCloser
+	b       *balancer.Backend
+	latency time.Duration
+	done    atomic.Bool
+}
+
+func (r *releasingRWC) Close() error {
+	err := r.ReadWriteCloser.Close()
+	if r.done.CompareAndSwap(false, true) {
+		r.b.Release(r.latency)
+	}
+	return err
+}
