@@ -161,6 +161,11 @@ func (in *instance) startProcess() error {
 	}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
+	// Reset what the previous run left before this one starts: a process that exits at once
+	// reports its exit and last line from the goroutines below, maybe before Start returns here.
+	in.mu.Lock()
+	in.state, in.exitErr, in.lastLine = admin.StateStarting, nil, ""
+	in.mu.Unlock()
 	if err := cmd.Start(); err != nil {
 		pw.Close()
 		logw.Close()
@@ -196,7 +201,6 @@ func (in *instance) startProcess() error {
 	}()
 	in.mu.Lock()
 	in.cmd, in.exited, in.pid, in.port, in.started = cmd, exited, cmd.Process.Pid, port, time.Now()
-	in.state, in.exitErr, in.lastLine = admin.StateStarting, nil, ""
 	in.mu.Unlock()
 	f.log.Info("instance started", "instance", in.id, "pid", cmd.Process.Pid, "port", port)
 	return nil
