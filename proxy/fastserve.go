@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/shoal-sh/shoal/balancer"
 )
 
 // The HTTP/1.1 serving path.
@@ -62,6 +64,7 @@ type fastServer struct {
 	so  ServerOptions
 	h2  *http.Server  // serves the h2c connections handed to h2ln; its Shutdown drains them
 	h2l *connListener // where serveConn hands h2c connections
+	raw *h1Client     // the upstream client of the raw lane; nil when it is off (rawlane.go)
 
 	mu       sync.Mutex
 	conns    map[*fastConn]struct{}
@@ -81,10 +84,18 @@ type fastConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	active atomic.Bool // handling a request (not idle between requests)
+
+	// For the raw lane (rawlane.go), reused from request to request.
+	req      rawHead
+	resp     rawHead
+	out      []byte
+	st       reqState
+	key      uint64 // the client's hash for ip_hash
+	clientIP string
 }
 
 func newFastServer(p *Proxy, so ServerOptions) *fastServer {
-	s := &fastServer{p: p, so: so, conns: map[*fastConn]struct{}{}, h2l: newConnListener()}
+	s := &fastServer{p: p, so: so, conns: map[*fastConn]struct{}{}, h2l: newConnListener(), raw: p.rawLane()}
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
 	s.h2 = &http.Server{Handler: p, Protocols: &protos, MaxHeaderBytes: so.MaxHeaderBytes, IdleTimeout: so.IdleTimeout,
@@ -159,6 +170,8 @@ func (s *fastServer) serveConn(ctx context.Context, c net.Conn) {
 	limit := &limitedConn{Conn: framing, budget: -1}
 	fc := &fastConn{c: c, fc: framing, limit: limit, br: bufio.NewReaderSize(limit, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}
 	fc.ctx, fc.cancel = context.WithCancel(ctx)
+	fc.clientIP = clientIP(c.RemoteAddr().String())
+	fc.key = balancer.HashKey(fc.clientIP)
 	fc.watch = newClientWatch(fc)
 	s.mu.Lock()
 	s.conns[fc] = struct{}{}
@@ -268,6 +281,11 @@ func (r *replayConn) Read(p []byte) (int, error) { return r.r.Read(p) }
 // carry another; upgraded that it now belongs to an upgraded stream.
 func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 	p := s.p
+	if s.raw != nil {
+		if head := peekHead(fc.br); head != nil && fc.req.parseRequest(head) && s.rawEligible(&fc.req) {
+			return s.serveRaw(fc, head), false
+		}
+	}
 	start := time.Now()
 	req, err := http.ReadRequest(fc.br)
 	fc.limit.budget = -1
@@ -358,24 +376,40 @@ func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 		return false, false
 	}
 	if err != nil {
-		var pe *proxyError
-		if !errors.As(err, &pe) {
-			pe = &proxyError{status: http.StatusBadGateway, code: "upstream_error", msg: "the request could not be relayed: " + err.Error()}
-		}
-		if pe.status >= 500 {
-			p.log.Warn("proxy error", "status", pe.status, "error", pe.code, "instance", pe.instance, "method", req.Method,
-				"path", req.URL.Path, "detail", pe.msg)
-		}
-		keep = keep && !s.draining.Load() && pe.status != http.StatusRequestEntityTooLarge
-		s.writeError(fc, pe.status, pe.code, pe.msg, pe.instance, !keep)
-		p.metrics.observe(req.Method, pe.status, id, time.Since(start))
-		return keep, false
+		return s.failRequest(fc, err, req.Method, req.URL.Path, id, start, keep), false
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		s.upgrade(fc, resp)
 		p.metrics.observe(req.Method, resp.StatusCode, id, time.Since(start))
 		return false, true
 	}
+	keep = s.writeResponse(fc, req, resp, keep)
+	p.metrics.observe(req.Method, resp.StatusCode, id, time.Since(start))
+	return keep, false
+}
+
+// failRequest answers a request that could not be relayed with the proxy's JSON error, and
+// returns whether the connection may carry another request.
+func (s *fastServer) failRequest(fc *fastConn, err error, method, path, id string, start time.Time, keep bool) bool {
+	p := s.p
+	var pe *proxyError
+	if !errors.As(err, &pe) {
+		pe = &proxyError{status: http.StatusBadGateway, code: "upstream_error", msg: "the request could not be relayed: " + err.Error()}
+	}
+	if pe.status >= 500 {
+		p.log.Warn("proxy error", "status", pe.status, "error", pe.code, "instance", pe.instance, "method", method,
+			"path", path, "detail", pe.msg)
+	}
+	keep = keep && !s.draining.Load() && pe.status != http.StatusRequestEntityTooLarge
+	s.writeError(fc, pe.status, pe.code, pe.msg, pe.instance, !keep)
+	p.metrics.observe(method, pe.status, id, time.Since(start))
+	return keep
+}
+
+// writeResponse writes an instance's answer to req to the client and returns whether the
+// connection may carry another request.
+func (s *fastServer) writeResponse(fc *fastConn, req *http.Request, resp *http.Response, keep bool) bool {
+	p := s.p
 	removeHop(resp.Header, false)
 	p.modifyResponse(resp)
 	// A body the instance ends by closing its connection (no length, not chunked) is passed on
@@ -406,8 +440,7 @@ func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 	if err := fc.bw.Flush(); err != nil || werr != nil {
 		keep = false
 	}
-	p.metrics.observe(req.Method, resp.StatusCode, id, time.Since(start))
-	return keep, false
+	return keep
 }
 
 // clientWatchDelay is how long a request waits for its answer before the proxy starts watching
@@ -423,8 +456,9 @@ type clientWatch struct {
 	fc    *fastConn
 	raw   syscall.RawConn // nil when the connection has no file descriptor: no watching
 	timer *time.Timer
-	mu    sync.Mutex   // held by a running watch, so disarm can wait for it
-	state atomic.Int32 // 0 armed, 1 watching, 2 disarmed
+	up    atomic.Pointer[h1Conn] // the raw lane's instance connection, woken when the client leaves
+	mu    sync.Mutex             // held by a running watch, so disarm can wait for it
+	state atomic.Int32           // 0 armed, 1 watching, 2 disarmed
 }
 
 func newClientWatch(fc *fastConn) *clientWatch {
@@ -469,6 +503,9 @@ func (w *clientWatch) fire() {
 	})
 	if gone {
 		w.fc.cancel()
+		if pc := w.up.Swap(nil); pc != nil {
+			pc.SetDeadline(time.Unix(1, 0))
+		}
 	}
 }
 

@@ -61,6 +61,11 @@ func (c *h1Client) CloseIdleConnections() {
 }
 
 func (c *h1Client) get(ctx context.Context, host string) (pc *h1Conn, reused bool, err error) {
+	return c.getUntil(ctx, host, time.Time{})
+}
+
+// getUntil is get with a deadline for dialling (none when zero).
+func (c *h1Client) getUntil(ctx context.Context, host string, deadline time.Time) (pc *h1Conn, reused bool, err error) {
 	now := time.Now()
 	c.mu.Lock()
 	for conns := c.idle[host]; len(conns) > 0; conns = c.idle[host] {
@@ -73,6 +78,11 @@ func (c *h1Client) get(ctx context.Context, host string) (pc *h1Conn, reused boo
 		pc.Close()
 	}
 	c.mu.Unlock()
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
 	conn, err := c.dialer.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, false, err

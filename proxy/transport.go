@@ -70,12 +70,8 @@ var (
 type roundTripper struct{ p *Proxy }
 
 func idempotent(r *http.Request) bool {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
 	_, hasKey := r.Header["Idempotency-Key"]
-	return hasKey
+	return idempotentMethod(r.Method) || hasKey
 }
 
 // dialFailed reports whether err happened before the request left: nothing reached the
@@ -199,8 +195,7 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 				if u.breaker != nil {
 					u.breaker.Record(ticket, false)
 				}
-				return nil, &proxyError{status: http.StatusGatewayTimeout, code: "timeout", instance: u.id, err: err,
-					msg: fmt.Sprintf("no instance answered within %s (scaling.load_balancer.retry.timeout)", p.opts.Retry.Timeout)}
+				return nil, p.overallTimeout(u, err)
 			}
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
@@ -212,16 +207,7 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 			if u.breaker != nil {
 				u.breaker.Record(ticket, false)
 			}
-			p.passiveFailure(u, err.Error())
-			pe := &proxyError{status: http.StatusBadGateway, code: "upstream_unreachable", instance: u.id, err: err,
-				msg: fmt.Sprintf("instance %s (%s) failed: %v", u.id, u.url.Host, err)}
-			reason := "connection_error"
-			if errors.Is(context.Cause(tryCtx), errTryTimeout) {
-				reason = "try_timeout"
-				pe.status, pe.code = http.StatusGatewayTimeout, "timeout"
-				pe.msg = fmt.Sprintf("instance %s (%s) did not answer within %s (scaling.load_balancer.retry.try_timeout)",
-					u.id, u.url.Host, p.opts.Retry.TryTimeout)
-			}
+			pe, reason := p.attemptFailed(u, err, errors.Is(context.Cause(tryCtx), errTryTimeout))
 			lastErr = pe
 			// Nothing reached the instance: any request may go elsewhere. Otherwise only one that
 			// is safe to repeat and whose body can be sent again.
@@ -266,6 +252,30 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		lastErr = errNoUpstream
 	}
 	return nil, lastErr
+}
+
+// overallTimeout is the error of a request that no instance answered within the overall
+// timeout; u is the instance tried last (nil if none).
+func (p *Proxy) overallTimeout(u *upstream, err error) *proxyError {
+	pe := &proxyError{status: http.StatusGatewayTimeout, code: "timeout", err: err,
+		msg: fmt.Sprintf("no instance answered within %s (scaling.load_balancer.retry.timeout)", p.opts.Retry.Timeout)}
+	if u != nil {
+		pe.instance = u.id
+	}
+	return pe
+}
+
+// attemptFailed counts a failed attempt against u (passive health) and returns the error the
+// client gets if no retry succeeds, and the retry reason for metrics.
+func (p *Proxy) attemptFailed(u *upstream, err error, tryTimedOut bool) (*proxyError, string) {
+	p.passiveFailure(u, err.Error())
+	if tryTimedOut {
+		return &proxyError{status: http.StatusGatewayTimeout, code: "timeout", instance: u.id, err: err,
+			msg: fmt.Sprintf("instance %s (%s) did not answer within %s (scaling.load_balancer.retry.try_timeout)",
+				u.id, u.url.Host, p.opts.Retry.TryTimeout)}, "try_timeout"
+	}
+	return &proxyError{status: http.StatusBadGateway, code: "upstream_unreachable", instance: u.id, err: err,
+		msg: fmt.Sprintf("instance %s (%s) failed: %v", u.id, u.url.Host, err)}, "connection_error"
 }
 
 // pickAllowed picks an untried upstream whose breaker lets a call through.

@@ -1,0 +1,413 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"time"
+)
+
+// The raw lane: the HTTP/1.1 serving loop's path for ordinary requests.
+//
+// A request whose head is simple (rawhead.go) and whose body, if any, has a Content-Length small
+// enough to keep for replay is forwarded as bytes: its head is copied to the instance with the
+// hop-by-hop headers left out and X-Forwarded-* set, the instance's answer head is read the same
+// way, and the answer goes back to the client as it came, minus its hop-by-hop headers. No
+// http.Request, header map, context or timer is made per request; timeouts are connection
+// deadlines. The policy is the same as the standard path's (transport.go): the balancer, the
+// circuit breaker, the retry budget and backoff, passive health, per-try and overall timeouts,
+// retries on connection failures and on 502/503/504 for idempotent requests, and the same JSON
+// errors. Anything else — chunked or large bodies, Expect, upgrades, HTTP/1.0, answers without a
+// length (streams), informational answers, unusual bytes — takes the standard path, which also
+// covers answers whose head the raw reader leaves to net/http.
+
+// rawBodyMax is the largest request body the raw lane keeps (for replay); larger ones take the
+// standard path, which streams them.
+const rawBodyMax = 64 << 10
+
+// rawLane returns the proxy's own HTTP/1.1 client when the raw lane may be used: the transport
+// is not wrapped or replaced, and no affinity cookie has to be read or set.
+func (p *Proxy) rawLane() *h1Client {
+	c, ok := p.transport.(*h1Client)
+	if !ok || p.affinity != nil {
+		return nil
+	}
+	return c
+}
+
+// rawEligible reports whether a parsed request may take the raw lane.
+func (s *fastServer) rawEligible(h *rawHead) bool {
+	cl := h.contentLength
+	if cl <= 0 {
+		return true
+	}
+	o := &s.p.opts
+	return cl <= rawBodyMax && cl <= o.Retry.MaxBodyBytes && o.Retry.Attempts > 1 &&
+		(o.MaxBodyBytes <= 0 || cl <= o.MaxBodyBytes)
+}
+
+// serveRaw forwards the request whose head is head (parsed into fc.req) and answers it. It
+// returns whether the connection may carry another request.
+func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
+	p := s.p
+	h := &fc.req
+	start := time.Now()
+	fc.fc.next() // keeps the framing verdicts in step; with no Transfer-Encoding there is no conflict
+	meth := methodName(h.method)
+	keep := !h.close
+	mayRetry := idempotentMethod(meth) || h.idempotencyKey || p.opts.Retry.NonIdempotent
+	headRequest := meth == http.MethodHead
+
+	// The request to the instance: the head with hop-by-hop and forwarding headers replaced,
+	// then the body. Built before the client's buffer moves on: head points into it.
+	out := append(fc.out[:0], head[:len(h.method)+1+len(h.target)]...)
+	targetEnd := len(out)
+	out = append(out, " HTTP/1.1\r\n"...)
+	var host []byte
+	for i := 0; i < h.n; i++ {
+		if hd := &h.headers[i]; !hd.drop {
+			out = appendHeader(out, hd.name, hd.value)
+			if host == nil && asciiEqualFold(hd.name, "host") {
+				host = hd.value
+			}
+		}
+	}
+	out = append(out, "X-Forwarded-For: "...)
+	for i := 0; i < h.n; i++ { // the client's own list first, then the client
+		if hd := &h.headers[i]; hd.drop && asciiEqualFold(hd.name, "x-forwarded-for") {
+			out = append(append(out, hd.value...), ", "...)
+		}
+	}
+	out = append(out, fc.clientIP...)
+	out = append(out, "\r\nX-Forwarded-Host: "...)
+	out = append(out, host...)
+	out = append(out, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
+	cl := max(h.contentLength, 0)
+	fc.limit.budget = -1
+	fc.c.SetReadDeadline(time.Time{})
+	fc.br.Discard(len(head))
+	if cl > 0 {
+		n := len(out)
+		out = slices.Grow(out, int(cl))[:n+int(cl)]
+		if _, err := io.ReadFull(fc.br, out[n:]); err != nil {
+			fc.out = out[:0]
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !isTimeout(err) {
+				s.writeError(fc, http.StatusBadRequest, "body_unreadable", "the request body could not be read: "+err.Error(), "", true)
+			}
+			p.metrics.observe(meth, http.StatusBadRequest, "", time.Since(start))
+			return false
+		}
+	}
+	fc.out = out[:0] // keep the grown buffer for the next request
+
+	p.budget.Deposit()
+	deadline := start.Add(p.opts.Retry.Timeout)
+	st := &fc.st
+	st.key, st.pinned, st.chosen, st.retries = fc.key, "", nil, 0
+	tried := st.tried[:0]
+	var lastErr error
+	var last *upstream // the instance tried last
+	fc.watch.arm()
+	defer fc.watch.disarm()
+	for attempt := 0; attempt < p.opts.Retry.Attempts; attempt++ {
+		if attempt > 0 {
+			if !p.budget.Withdraw() {
+				p.metrics.retries.WithLabelValues("budget_exhausted").Inc()
+				break
+			}
+			if err := p.retry.Sleep(fc.ctx, p.retry.Backoff(attempt-1)); err != nil {
+				break
+			}
+			if !time.Now().Before(deadline) {
+				lastErr = p.overallTimeout(last, nil)
+				break
+			}
+			st.retries++
+		}
+		u, ticket, err := p.pickAllowed(st, &tried)
+		if err != nil {
+			if lastErr == nil {
+				lastErr = err
+			}
+			break
+		}
+		last = u
+		u.backend.Acquire()
+		sent := time.Now()
+		r, err := s.rawExchange(fc, u, out, deadline, headRequest)
+		latency := time.Since(sent)
+		if err != nil {
+			u.backend.Release(max(latency, failurePenalty)) // a fast failure must not look fast
+			if fc.ctx.Err() != nil {
+				if u.breaker != nil {
+					u.breaker.Release(ticket) // the client left: not the instance's fault
+				}
+				p.metrics.observe(meth, 499, u.id, time.Since(start))
+				return false
+			}
+			if u.breaker != nil {
+				u.breaker.Record(ticket, false)
+			}
+			if !time.Now().Before(deadline) {
+				lastErr = p.overallTimeout(u, err)
+				break
+			}
+			pe, reason := p.attemptFailed(u, err, errors.Is(err, errTryTimeout))
+			lastErr = pe
+			if !r.nothingSent && !mayRetry {
+				break
+			}
+			p.metrics.retries.WithLabelValues(reason).Inc()
+			continue
+		}
+		gateway := r.status == http.StatusBadGateway || r.status == http.StatusServiceUnavailable ||
+			r.status == http.StatusGatewayTimeout
+		if u.breaker != nil {
+			u.breaker.Record(ticket, !gateway)
+		}
+		if gateway {
+			p.passiveFailure(u, fmt.Sprintf("answered %d", r.status))
+			if mayRetry && attempt+1 < p.opts.Retry.Attempts {
+				r.discard()
+				u.backend.Release(max(latency, failurePenalty))
+				lastErr = &proxyError{status: r.status, code: "upstream_error", instance: u.id,
+					msg: fmt.Sprintf("instance %s answered %d", u.id, r.status)}
+				p.metrics.retries.WithLabelValues(fmt.Sprintf("status_%d", r.status)).Inc()
+				continue
+			}
+		}
+		fc.watch.disarm() // the answer is here: the client may hang up now without cancelling anything
+		keep = s.rawRelay(fc, &r, keep, meth, out[:targetEnd])
+		u.backend.Release(latency)
+		p.metrics.observe(meth, r.status, u.id, time.Since(start))
+		return keep
+	}
+	if fc.ctx.Err() != nil {
+		p.metrics.observe(meth, 499, "", time.Since(start)) // the client left while a retry waited
+		return false
+	}
+	if lastErr == nil {
+		lastErr = errNoUpstream
+	}
+	return s.failRequest(fc, lastErr, meth, string(out[len(h.method)+1:targetEnd]), "", start, keep)
+}
+
+// rawResult is an instance's answer to a raw-lane request, its head read.
+type rawResult struct {
+	pc     *h1Conn
+	c      *h1Client
+	status int
+	head   []byte         // the head, in pc's buffer; nil when resp holds the answer
+	resp   *http.Response // an answer net/http parsed (not simple); nil otherwise
+	body   int64          // bytes of body after head
+	keep   bool           // the connection may be pooled after the body
+	// nothingSent marks a failure before the request left (dial): any request may be retried.
+	nothingSent bool
+}
+
+// rawExchange sends req on a pooled connection to u and reads the answer's head.
+func (s *fastServer) rawExchange(fc *fastConn, u *upstream, req []byte, deadline time.Time, headRequest bool) (rawResult, error) {
+	c := s.raw
+	tryDeadline := deadline
+	if t := s.p.opts.Retry.TryTimeout; t > 0 {
+		if d := time.Now().Add(t); d.Before(tryDeadline) {
+			tryDeadline = d
+		}
+	}
+	for {
+		pc, reused, err := c.getUntil(fc.ctx, u.url.Host, tryDeadline)
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && tryDeadline.Before(deadline) {
+				err = errors.Join(errTryTimeout, err)
+			}
+			return rawResult{nothingSent: true}, err
+		}
+		pc.SetDeadline(tryDeadline)
+		fc.watch.up.Store(pc)
+		r, err := s.rawRead(pc, req, &fc.resp, headRequest)
+		if fc.watch.up.Swap(nil) != pc {
+			r.keep = false // the client left and the watch set pc's deadline: never pool it
+		}
+		if err == nil {
+			return r, nil
+		}
+		pc.Close()
+		if reused && errors.Is(err, errStaleConn) && fc.ctx.Err() == nil {
+			continue // the instance had closed the idle connection: nothing was processed
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && tryDeadline.Before(deadline) && !time.Now().Before(tryDeadline) {
+			err = errors.Join(errTryTimeout, err)
+		}
+		return rawResult{}, err
+	}
+}
+
+// rawRead writes req on pc and reads the answer's head.
+func (s *fastServer) rawRead(pc *h1Conn, req []byte, h *rawHead, headRequest bool) (rawResult, error) {
+	r := rawResult{pc: pc, c: s.raw}
+	if _, err := pc.Write(req); err != nil {
+		return r, staleIf(err)
+	}
+	pc.limit.budget = maxResponseHead
+	defer func() { pc.limit.budget = -1 }()
+	if head := peekHead(pc.br); head != nil {
+		if h.parseResponse(head) {
+			noBody := headRequest || h.status == http.StatusNoContent || h.status == http.StatusNotModified
+			if h.contentLength >= 0 || noBody {
+				r.status, r.head, r.keep = h.status, head, !h.close
+				if !noBody {
+					r.body = h.contentLength
+				}
+				return r, nil
+			}
+		}
+	}
+	// Not simple, too large for the buffer, or the connection failed: net/http reads it (and
+	// reports the failure in its words).
+	method := http.MethodGet
+	if headRequest {
+		method = http.MethodHead
+	}
+	for {
+		resp, err := http.ReadResponse(pc.br, &http.Request{Method: method})
+		if err != nil {
+			return r, staleIf(err)
+		}
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
+			if resp.StatusCode == http.StatusSwitchingProtocols {
+				return r, errors.New("the instance switched protocols for a request that did not ask to")
+			}
+			continue // 100 Continue, 103 Early Hints: the final answer follows
+		}
+		r.status, r.resp, r.keep = resp.StatusCode, resp, !resp.Close
+		return r, nil
+	}
+}
+
+// discard drops an answer that will not be relayed, keeping the connection when that is cheap.
+func (r *rawResult) discard() {
+	switch {
+	case r.resp != nil:
+		_, _ = io.CopyN(io.Discard, r.resp.Body, 4<<10)
+		r.keep = r.keep && r.bodyDone(r.resp.Body)
+		r.resp.Body.Close()
+	case r.body <= 4<<10:
+		_, err := r.pc.br.Discard(len(r.head) + int(r.body))
+		r.keep = r.keep && err == nil
+	default:
+		r.keep = false
+	}
+	r.release()
+}
+
+func (r *rawResult) bodyDone(b io.Reader) bool {
+	var one [1]byte
+	n, err := b.Read(one[:])
+	return n == 0 && err == io.EOF
+}
+
+// release returns the connection to the pool, or closes it.
+func (r *rawResult) release() {
+	pc := r.pc
+	if !r.keep || pc.br.Buffered() > 0 {
+		pc.Close()
+		return
+	}
+	pc.SetDeadline(time.Time{})
+	r.c.put(pc)
+}
+
+// rawRelay writes the answer to the client and returns whether the client connection may carry
+// another request. target is the request's target, for the standard path's logs.
+func (s *fastServer) rawRelay(fc *fastConn, r *rawResult, keep bool, meth string, target []byte) bool {
+	keep = keep && !s.draining.Load()
+	if r.resp != nil {
+		resp := r.resp
+		r.pc.SetDeadline(time.Time{}) // the body may take as long as it needs, as on the standard path
+		resp.Body = &h1Body{rc: resp.Body, pc: r.pc, c: r.c, stop: func() bool { return true }, keep: r.keep}
+		req := &http.Request{Method: meth, ProtoMajor: 1, ProtoMinor: 1}
+		return s.writeResponse(fc, req, resp, keep)
+	}
+	h := &fc.resp // what rawRead parsed r.head into
+	bw := fc.bw
+	bw.Write(h.statusLine)
+	bw.WriteString("\r\n")
+	for i := 0; i < h.n; i++ {
+		if hd := &h.headers[i]; !hd.drop {
+			writeHeader(bw, hd.name, hd.value)
+		}
+	}
+	if !keep {
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+	r.pc.br.Discard(len(r.head))
+	if r.body > 0 {
+		if r.body > int64(r.pc.br.Buffered()) {
+			r.pc.SetReadDeadline(time.Time{}) // the body may take as long as it needs, as on the standard path
+		}
+		if n, err := io.CopyN(bw, r.pc.br, r.body); err != nil {
+			if n < r.body {
+				r.keep = false
+			}
+			keep = false
+			s.p.log.Debug("answer cut short", "target", string(target), "err", err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		keep = false
+	}
+	r.release()
+	return keep
+}
+
+func appendHeader(b, name, value []byte) []byte {
+	b = append(b, name...)
+	b = append(b, ": "...)
+	b = append(b, value...)
+	return append(b, "\r\n"...)
+}
+
+func writeHeader(bw *bufio.Writer, name, value []byte) {
+	bw.Write(name)
+	bw.WriteString(": ")
+	bw.Write(value)
+	bw.WriteString("\r\n")
+}
+
+// methodName returns the method as one of net/http's constants, without allocating; "OTHER"
+// for the rest (metrics label them so anyway).
+func methodName(b []byte) string {
+	switch string(b) {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodPut:
+		return http.MethodPut
+	case http.MethodPatch:
+		return http.MethodPatch
+	case http.MethodDelete:
+		return http.MethodDelete
+	case http.MethodOptions:
+		return http.MethodOptions
+	case http.MethodTrace:
+		return http.MethodTrace
+	}
+	return "OTHER"
+}
+
+func idempotentMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
