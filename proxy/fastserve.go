@@ -84,6 +84,7 @@ type fastConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	active atomic.Bool // handling a request (not idle between requests)
+	rdl    lazyDeadline // the read deadline of c, moved only when it must
 
 	// For the raw lane (rawlane.go), reused from request to request.
 	req      rawHead
@@ -194,7 +195,7 @@ func (s *fastServer) serveConn(ctx context.Context, c net.Conn) {
 		if s.draining.Load() {
 			return
 		}
-		c.SetReadDeadline(time.Now().Add(s.so.IdleTimeout))
+		fc.rdl.set(fc.c.SetReadDeadline, time.Now().Add(s.so.IdleTimeout), deadlineSlack(s.so.IdleTimeout))
 		// The head budget applies from the first byte: what the reader buffers ahead counts.
 		fc.limit.budget = int64(s.so.MaxHeaderBytes) + 4096 // the request line and a little slack
 		if _, err := fc.br.Peek(1); err != nil {
@@ -208,7 +209,10 @@ func (s *fastServer) serveConn(ctx context.Context, c net.Conn) {
 			}
 		}
 		fc.active.Store(true)
-		c.SetReadDeadline(time.Now().Add(s.so.ReadHeaderTimeout))
+		if !headBuffered(fc.br) {
+			// The rest of the head has yet to come: it must come within the header timeout.
+			fc.rdl.set(fc.c.SetReadDeadline, time.Now().Add(s.so.ReadHeaderTimeout), 0)
+		}
 		keep, upgraded := s.serveRequest(fc)
 		fc.active.Store(false)
 		if upgraded {
@@ -289,7 +293,7 @@ func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 	start := time.Now()
 	req, err := http.ReadRequest(fc.br)
 	fc.limit.budget = -1
-	fc.c.SetReadDeadline(time.Time{})
+	fc.rdl.set(fc.c.SetReadDeadline, time.Time{}, 0)
 	if err != nil {
 		var status int
 		var msg string
@@ -520,7 +524,7 @@ func (w *clientWatch) disarm() {
 	}
 	w.fc.c.SetReadDeadline(time.Unix(1, 0)) // wakes the watch's wait
 	w.mu.Lock()                             // waits for it to end
-	w.fc.c.SetReadDeadline(time.Time{})
+	w.fc.rdl.set(w.fc.c.SetReadDeadline, time.Time{}, -1)
 	w.mu.Unlock()
 }
 
@@ -623,4 +627,35 @@ func (f flushWriter) Write(p []byte) (int, error) {
 		err = f.bw.Flush()
 	}
 	return n, err
+}
+
+// lazyDeadline remembers a connection's deadline and moves it only when it must. A deadline
+// change is a runtime timer operation, and a busy keep-alive connection would otherwise pay
+// several per request; with it, a connection under load pays about one per slack interval. A
+// deadline kept may be up to slack earlier than the one asked for, never later.
+type lazyDeadline struct{ at time.Time } // zero: no deadline
+
+// set makes the deadline want (zero: none) through setter, unless the current one is at most
+// slack earlier. A negative slack forces the call (the deadline was changed behind our back).
+func (l *lazyDeadline) set(setter func(time.Time) error, want time.Time, slack time.Duration) {
+	if slack >= 0 {
+		switch {
+		case want.IsZero() && l.at.IsZero():
+			return
+		case !want.IsZero() && !l.at.IsZero() && !l.at.After(want) && want.Sub(l.at) <= slack:
+			return
+		}
+	}
+	setter(want)
+	l.at = want
+}
+
+// deadlineSlack is how much earlier than asked a deadline for timeout d may fire: an eighth of
+// it, at most a second.
+func deadlineSlack(d time.Duration) time.Duration { return min(d/8, time.Second) }
+
+// headBuffered reports whether br holds a whole message head (it ends at the first empty line).
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
 }

@@ -36,6 +36,7 @@ type h1Conn struct {
 	bw       *bufio.Writer
 	host     string
 	idleFrom time.Time
+	dl       lazyDeadline // the raw lane's deadline (rawlane.go); the standard path clears it
 }
 
 func newH1Client() *h1Client {
@@ -168,6 +169,7 @@ func (c *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 // exchange writes req on pc and reads the response head. The connection belongs to the
 // returned body until it is read to the end or closed.
 func (c *h1Client) exchange(ctx context.Context, pc *h1Conn, req *http.Request) (*http.Response, error) {
+	pc.dl.set(pc.SetDeadline, time.Time{}, 0) // a deadline the raw lane left; here the context rules
 	// Cancelling the request (client gone, timeout) unblocks any read or write on pc.
 	stop := context.AfterFunc(ctx, func() { pc.SetDeadline(time.Unix(1, 0)) })
 	fail := func(err error) (*http.Response, error) {

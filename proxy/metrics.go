@@ -130,13 +130,53 @@ func statusClass(code int) string {
 }
 
 // method keeps the label set small: unknown methods are "OTHER".
-func method(m string) string {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
-		return m
+func method(m string) string { return methodLabels[methodIndex(m)] }
+
+// methodLabels are the values of the method label; methodIndex maps a method onto them.
+var methodLabels = [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace, "OTHER"}
+
+func methodIndex(m string) int {
+	for i, l := range methodLabels[:len(methodLabels)-1] {
+		if m == l {
+			return i
+		}
 	}
-	return "OTHER"
+	return len(methodLabels) - 1
+}
+
+// instanceMetrics caches an instance's metric children, so that a request answered by it pays
+// no label hashing or lookup (the raw lane's hot path).
+type instanceMetrics struct {
+	duration atomic.Pointer[observerBox]
+	requests [len(statusClasses)][len(methodLabels)]atomic.Pointer[counterBox]
+}
+
+type observerBox struct{ prometheus.Observer }
+type counterBox struct{ prometheus.Counter }
+
+// observeInstance is observe for an answer from u.
+func (m *metrics) observeInstance(u *upstream, meth string, status int, d time.Duration) {
+	ci := status/100 - 1
+	if ci < 0 || ci >= len(statusClasses) {
+		m.observe(meth, status, u.id, d)
+		return
+	}
+	mi := methodIndex(meth)
+	slot := &u.metrics.requests[ci][mi]
+	c := slot.Load()
+	if c == nil {
+		c = &counterBox{m.requests.WithLabelValues(u.id, statusClasses[ci], methodLabels[mi])}
+		slot.Store(c) // a race stores the same child twice: harmless
+	}
+	c.Inc()
+	o := u.metrics.duration.Load()
+	if o == nil {
+		o = &observerBox{m.duration.WithLabelValues(u.id)}
+		u.metrics.duration.Store(o)
+	}
+	o.Observe(d.Seconds())
+	m.stats.observe(status, d)
 }
 
 func (m *metrics) observe(meth string, status int, instance string, d time.Duration) {

@@ -89,8 +89,10 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
 	out = append(out, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
 	cl := max(h.contentLength, 0)
 	fc.limit.budget = -1
-	fc.c.SetReadDeadline(time.Time{})
 	fc.br.Discard(len(head))
+	if cl > int64(fc.br.Buffered()) {
+		fc.rdl.set(fc.c.SetReadDeadline, time.Time{}, 0) // the body may take as long as it needs, as on the standard path
+	}
 	if cl > 0 {
 		n := len(out)
 		out = slices.Grow(out, int(cl))[:n+int(cl)]
@@ -184,7 +186,7 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
 		fc.watch.disarm() // the answer is here: the client may hang up now without cancelling anything
 		keep = s.rawRelay(fc, &r, keep, meth, out[:targetEnd])
 		u.backend.Release(latency)
-		p.metrics.observe(meth, r.status, u.id, time.Since(start))
+		p.metrics.observeInstance(u, meth, r.status, time.Since(start))
 		return keep
 	}
 	if fc.ctx.Err() != nil {
@@ -227,7 +229,7 @@ func (s *fastServer) rawExchange(fc *fastConn, u *upstream, req []byte, deadline
 			}
 			return rawResult{nothingSent: true}, err
 		}
-		pc.SetDeadline(tryDeadline)
+		pc.dl.set(pc.SetDeadline, tryDeadline, deadlineSlack(time.Until(tryDeadline)))
 		fc.watch.up.Store(pc)
 		r, err := s.rawRead(pc, req, &fc.resp, headRequest)
 		if fc.watch.up.Swap(nil) != pc {
@@ -318,8 +320,7 @@ func (r *rawResult) release() {
 		pc.Close()
 		return
 	}
-	pc.SetDeadline(time.Time{})
-	r.c.put(pc)
+	r.c.put(pc) // with its deadline: the next request sets its own
 }
 
 // rawRelay writes the answer to the client and returns whether the client connection may carry
@@ -328,7 +329,7 @@ func (s *fastServer) rawRelay(fc *fastConn, r *rawResult, keep bool, meth string
 	keep = keep && !s.draining.Load()
 	if r.resp != nil {
 		resp := r.resp
-		r.pc.SetDeadline(time.Time{}) // the body may take as long as it needs, as on the standard path
+		r.pc.dl.set(r.pc.SetDeadline, time.Time{}, 0) // the body may take as long as it needs, as on the standard path
 		resp.Body = &h1Body{rc: resp.Body, pc: r.pc, c: r.c, stop: func() bool { return true }, keep: r.keep}
 		req := &http.Request{Method: meth, ProtoMajor: 1, ProtoMinor: 1}
 		return s.writeResponse(fc, req, resp, keep)
@@ -349,7 +350,7 @@ func (s *fastServer) rawRelay(fc *fastConn, r *rawResult, keep bool, meth string
 	r.pc.br.Discard(len(r.head))
 	if r.body > 0 {
 		if r.body > int64(r.pc.br.Buffered()) {
-			r.pc.SetReadDeadline(time.Time{}) // the body may take as long as it needs, as on the standard path
+			r.pc.dl.set(r.pc.SetDeadline, time.Time{}, 0) // the body may take as long as it needs, as on the standard path
 		}
 		if n, err := io.CopyN(bw, r.pc.br, r.body); err != nil {
 			if n < r.body {

@@ -21,6 +21,7 @@ type upstream struct {
 	backend *balancer.Backend
 	breaker *resilience.Breaker // nil when the breaker is disabled
 	added   time.Time
+	metrics instanceMetrics
 
 	healthy  atomic.Bool // active health: in rotation
 	draining atomic.Bool // removed: no new requests, in-flight ones finish
