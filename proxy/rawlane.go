@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,12 +32,9 @@ import (
 const rawBodyMax = 64 << 10
 
 // rawLane returns the proxy's own HTTP/1.1 client when the raw lane may be used: the transport
-// is not wrapped or replaced, and no affinity cookie has to be read or set.
+// is not wrapped or replaced (tracing wraps it).
 func (p *Proxy) rawLane() *h1Client {
-	c, ok := p.transport.(*h1Client)
-	if !ok || p.affinity != nil {
-		return nil
-	}
+	c, _ := p.transport.(*h1Client)
 	return c
 }
 
@@ -111,6 +109,11 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
 	deadline := start.Add(p.opts.Retry.Timeout)
 	st := &fc.st
 	st.key, st.pinned, st.chosen, st.retries = fc.key, "", nil, 0
+	if p.affinity != nil {
+		if v := cookieValue(h, p.affinity.Name()); v != nil {
+			st.pinned, _ = p.affinity.Verify(string(v))
+		}
+	}
 	tried := st.tried[:0]
 	var lastErr error
 	var last *upstream // the instance tried last
@@ -184,7 +187,12 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
 			}
 		}
 		fc.watch.disarm() // the answer is here: the client may hang up now without cancelling anything
-		keep = s.rawRelay(fc, &r, keep, meth, out[:targetEnd])
+		setCookie := ""
+		if p.affinity != nil && u.cookie != st.pinned {
+			setCookie = (&http.Cookie{Name: p.affinity.Name(), Value: p.affinity.Sign(u.cookie), Path: "/",
+				HttpOnly: true, SameSite: http.SameSiteLaxMode}).String()
+		}
+		keep = s.rawRelay(fc, &r, keep, meth, out[:targetEnd], setCookie)
 		u.backend.Release(latency)
 		p.metrics.observeInstance(u, meth, r.status, time.Since(start))
 		return keep
@@ -325,12 +333,15 @@ func (r *rawResult) release() {
 
 // rawRelay writes the answer to the client and returns whether the client connection may carry
 // another request. target is the request's target, for the standard path's logs.
-func (s *fastServer) rawRelay(fc *fastConn, r *rawResult, keep bool, meth string, target []byte) bool {
+func (s *fastServer) rawRelay(fc *fastConn, r *rawResult, keep bool, meth string, target []byte, setCookie string) bool {
 	keep = keep && !s.draining.Load()
 	if r.resp != nil {
 		resp := r.resp
 		r.pc.dl.set(r.pc.SetDeadline, time.Time{}, 0) // the body may take as long as it needs, as on the standard path
 		resp.Body = &h1Body{rc: resp.Body, pc: r.pc, c: r.c, stop: func() bool { return true }, keep: r.keep}
+		if setCookie != "" {
+			resp.Header.Add("Set-Cookie", setCookie)
+		}
 		req := &http.Request{Method: meth, ProtoMajor: 1, ProtoMinor: 1}
 		return s.writeResponse(fc, req, resp, keep)
 	}
@@ -342,6 +353,11 @@ func (s *fastServer) rawRelay(fc *fastConn, r *rawResult, keep bool, meth string
 		if hd := &h.headers[i]; !hd.drop {
 			writeHeader(bw, hd.name, hd.value)
 		}
+	}
+	if setCookie != "" {
+		bw.WriteString("Set-Cookie: ")
+		bw.WriteString(setCookie)
+		bw.WriteString("\r\n")
 	}
 	if !keep {
 		bw.WriteString("Connection: close\r\n")
@@ -365,6 +381,30 @@ func (s *fastServer) rawRelay(fc *fastConn, r *rawResult, keep bool, meth string
 	}
 	r.release()
 	return keep
+}
+
+// cookieValue returns the value of the first cookie called name in the request's Cookie
+// headers, or nil.
+func cookieValue(h *rawHead, name string) []byte {
+	for i := 0; i < h.n; i++ {
+		hd := &h.headers[i]
+		if !asciiEqualFold(hd.name, "cookie") {
+			continue
+		}
+		for v := hd.value; len(v) > 0; {
+			pair := v
+			if j := bytes.IndexByte(v, ';'); j >= 0 {
+				pair, v = v[:j], v[j+1:]
+			} else {
+				v = nil
+			}
+			pair = trimOWS(pair)
+			if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
+				return pair[len(name)+1:]
+			}
+		}
+	}
+	return nil
 }
 
 func appendHeader(b, name, value []byte) []byte {
