@@ -83,7 +83,7 @@ type fastConn struct {
 	limit  *limitedConn
 	br     *bufio.Reader
 	bw     *bufio.Writer
-	active atomic.Bool // handling a request (not idle between requests)
+	active atomic.Bool  // handling a request (not idle between requests)
 	rdl    lazyDeadline // the read deadline of c, moved only when it must
 
 	// For the raw lane (rawlane.go), reused from request to request.

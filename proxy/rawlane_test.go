@@ -339,7 +339,7 @@ func FuzzRawResponseHead(f *testing.F) {
 func TestCookieValue(t *testing.T) {
 	t.Parallel()
 	for head, want := range map[string]string{
-		"GET / HTTP/1.1\r\nHost: x\r\nCookie: a=1; shoal_affinity=v.1; b=2\r\n\r\n":         "v.1",
+		"GET / HTTP/1.1\r\nHost: x\r\nCookie: a=1; shoal_affinity=v.1; b=2\r\n\r\n":          "v.1",
 		"GET / HTTP/1.1\r\nHost: x\r\nCookie: shoal_affinity2=no;shoal_affinity=yes\r\n\r\n": "yes",
 		"GET / HTTP/1.1\r\nHost: x\r\nCookie: a=1\r\nCookie: shoal_affinity=second\r\n\r\n":  "second",
 		"GET / HTTP/1.1\r\nHost: x\r\nCookie: xshoal_affinity=no\r\n\r\n":                    "",
