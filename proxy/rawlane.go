@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -170,21 +169,10 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
 			p.metrics.retries.WithLabelValues(reason).Inc()
 			continue
 		}
-		gateway := r.status == http.StatusBadGateway || r.status == http.StatusServiceUnavailable ||
-			r.status == http.StatusGatewayTimeout
-		if u.breaker != nil {
-			u.breaker.Record(ticket, !gateway)
-		}
-		if gateway {
-			p.passiveFailure(u, fmt.Sprintf("answered %d", r.status))
-			if mayRetry && attempt+1 < p.opts.Retry.Attempts {
-				r.discard()
-				u.backend.Release(max(latency, failurePenalty))
-				lastErr = &proxyError{status: r.status, code: "upstream_error", instance: u.id,
-					msg: fmt.Sprintf("instance %s answered %d", u.id, r.status)}
-				p.metrics.retries.WithLabelValues(fmt.Sprintf("status_%d", r.status)).Inc()
-				continue
-			}
+		if p.answered(u, ticket, r.status) && mayRetry && attempt+1 < p.opts.Retry.Attempts {
+			r.discard()
+			lastErr = p.droppedForRetry(u, r.status, latency)
+			continue
 		}
 		fc.watch.disarm() // the answer is here: the client may hang up now without cancelling anything
 		setCookie := ""
@@ -421,26 +409,13 @@ func writeHeader(bw *bufio.Writer, name, value []byte) {
 	bw.WriteString("\r\n")
 }
 
-// methodName returns the method as one of net/http's constants, without allocating; "OTHER"
-// for the rest (metrics label them so anyway).
+// methodName returns the method as one of the method label's values, without allocating;
+// "OTHER" for the rest.
 func methodName(b []byte) string {
-	switch string(b) {
-	case http.MethodGet:
-		return http.MethodGet
-	case http.MethodHead:
-		return http.MethodHead
-	case http.MethodPost:
-		return http.MethodPost
-	case http.MethodPut:
-		return http.MethodPut
-	case http.MethodPatch:
-		return http.MethodPatch
-	case http.MethodDelete:
-		return http.MethodDelete
-	case http.MethodOptions:
-		return http.MethodOptions
-	case http.MethodTrace:
-		return http.MethodTrace
+	for _, l := range methodLabels[:len(methodLabels)-1] {
+		if string(b) == l {
+			return l
+		}
 	}
 	return "OTHER"
 }

@@ -246,6 +246,17 @@ func TestRawLane_MalformedAnswers(t *testing.T) {
 	}
 }
 
+// fuzzHead finds the head in data as the serving loop does, with peekHead, and checks that it
+// ends at the first empty line.
+func fuzzHead(t *testing.T, data []byte) []byte {
+	head := peekHead(bufio.NewReaderSize(bytes.NewReader(data), 16<<10))
+	if head != nil && (!bytes.HasSuffix(head, crlfcrlf) || bytes.Contains(head[:len(head)-2], []byte("\n\r\n")) ||
+		bytes.Contains(head, []byte("\n\n"))) {
+		t.Fatalf("peekHead returned %q, which does not end at its first empty line", head)
+	}
+	return head
+}
+
 // FuzzRawRequestHead checks the raw reader against net/http's: whatever it accepts, net/http
 // accepts too and reads the same method, target, host, length and headers.
 func FuzzRawRequestHead(f *testing.F) {
@@ -254,13 +265,9 @@ func FuzzRawRequestHead(f *testing.F) {
 	f.Add([]byte("GET /x HTTP/1.1\r\nHost: [::1]:80\r\nX-Forwarded-For: 1.2.3.4\r\nTE: trailers\r\n\r\n"))
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\nX:\ty \r\nContent-Length: 00\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		i := bytes.Index(data, crlfcrlf)
-		if i < 0 {
-			return
-		}
-		head := data[:i+4]
 		var h rawHead
-		if !h.parseRequest(head) {
+		head := fuzzHead(t, data)
+		if head == nil || !h.parseRequest(head) {
 			return
 		}
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
@@ -311,13 +318,9 @@ func FuzzRawResponseHead(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 204\r\nConnection: keep-alive, close\r\n\r\n"))
 	f.Add([]byte("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nKeep-Alive: timeout=5\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		i := bytes.Index(data, crlfcrlf)
-		if i < 0 {
-			return
-		}
-		head := data[:i+4]
 		var h rawHead
-		if !h.parseResponse(head) {
+		head := fuzzHead(t, data)
+		if head == nil || !h.parseResponse(head) {
 			return
 		}
 		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(head)), &http.Request{Method: http.MethodHead})

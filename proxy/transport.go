@@ -219,23 +219,12 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 			continue
 		}
 
-		gateway := resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
-			resp.StatusCode == http.StatusGatewayTimeout
-		if u.breaker != nil {
-			u.breaker.Record(ticket, !gateway)
-		}
-		if gateway {
-			p.passiveFailure(u, fmt.Sprintf("answered %d", resp.StatusCode))
-			if mayRetryResponse && attempt+1 < p.opts.Retry.Attempts {
-				// Keep the connection reusable: read a little of the body, then drop it.
-				_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
-				resp.Body.Close()
-				u.backend.Release(max(latency, failurePenalty))
-				lastErr = &proxyError{status: resp.StatusCode, code: "upstream_error", instance: u.id,
-					msg: fmt.Sprintf("instance %s answered %d", u.id, resp.StatusCode)}
-				p.metrics.retries.WithLabelValues(fmt.Sprintf("status_%d", resp.StatusCode)).Inc()
-				continue
-			}
+		if p.answered(u, ticket, resp.StatusCode) && mayRetryResponse && attempt+1 < p.opts.Retry.Attempts {
+			// Keep the connection reusable: read a little of the body, then drop it.
+			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+			resp.Body.Close()
+			lastErr = p.droppedForRetry(u, resp.StatusCode, latency)
+			continue
 		}
 		st.chosen = u
 		// In flight until the body is done, so least_connections sees streams and WebSockets.
@@ -252,6 +241,29 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		lastErr = errNoUpstream
 	}
 	return nil, lastErr
+}
+
+// answered records an instance's answer with its breaker and passive health, and reports
+// whether the answer says the instance is failing (502, 503, 504: worth a retry elsewhere).
+func (p *Proxy) answered(u *upstream, ticket resilience.Ticket, status int) (gateway bool) {
+	gateway = status == http.StatusBadGateway || status == http.StatusServiceUnavailable ||
+		status == http.StatusGatewayTimeout
+	if u.breaker != nil {
+		u.breaker.Record(ticket, !gateway)
+	}
+	if gateway {
+		p.passiveFailure(u, fmt.Sprintf("answered %d", status))
+	}
+	return gateway
+}
+
+// droppedForRetry ends an attempt whose failing answer is dropped for a retry elsewhere, and
+// returns the error the client gets if no retry succeeds.
+func (p *Proxy) droppedForRetry(u *upstream, status int, latency time.Duration) *proxyError {
+	u.backend.Release(max(latency, failurePenalty))
+	p.metrics.retries.WithLabelValues(fmt.Sprintf("status_%d", status)).Inc()
+	return &proxyError{status: status, code: "upstream_error", instance: u.id,
+		msg: fmt.Sprintf("instance %s answered %d", u.id, status)}
 }
 
 // overallTimeout is the error of a request that no instance answered within the overall
