@@ -79,8 +79,6 @@ type fastConn struct {
 	cancel context.CancelFunc
 	watch  *clientWatch
 	c      net.Conn
-	fc     *framingConn
-	limit  *limitedConn
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	active atomic.Bool  // handling a request (not idle between requests)
@@ -167,9 +165,7 @@ func (s *fastServer) serveConn(ctx context.Context, c net.Conn) {
 	p := s.p
 	p.metrics.connections.Inc()
 	defer p.metrics.connections.Dec()
-	framing := &framingConn{Conn: c}
-	limit := &limitedConn{Conn: framing, budget: -1}
-	fc := &fastConn{c: c, fc: framing, limit: limit, br: bufio.NewReaderSize(limit, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}
+	fc := &fastConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}
 	fc.ctx, fc.cancel = context.WithCancel(ctx)
 	fc.clientIP = clientIP(c.RemoteAddr().String())
 	fc.key = balancer.HashKey(fc.clientIP)
@@ -196,8 +192,6 @@ func (s *fastServer) serveConn(ctx context.Context, c net.Conn) {
 			return
 		}
 		fc.rdl.set(fc.c.SetReadDeadline, time.Now().Add(s.so.IdleTimeout), deadlineSlack(s.so.IdleTimeout))
-		// The head budget applies from the first byte: what the reader buffers ahead counts.
-		fc.limit.budget = int64(s.so.MaxHeaderBytes) + 4096 // the request line and a little slack
 		if _, err := fc.br.Peek(1); err != nil {
 			return // closed, idle timeout, or woken for a drain
 		}
@@ -228,7 +222,6 @@ func (s *fastServer) serveConn(ctx context.Context, c net.Conn) {
 // serveH2C hands a prior-knowledge HTTP/2 connection to the h2c server, replaying what was read.
 func (s *fastServer) serveH2C(ctx context.Context, fc *fastConn) {
 	fc.c.SetReadDeadline(time.Time{})
-	fc.limit.budget = -1
 	buffered, _ := fc.br.Peek(fc.br.Buffered())
 	conn := &replayConn{Conn: fc.c, r: io.MultiReader(bytes.NewReader(append([]byte(nil), buffered...)), fc.c)}
 	if !s.h2l.hand(conn) {
@@ -273,6 +266,36 @@ func (l *connListener) Close() error {
 
 func (l *connListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
 
+// clientHead returns the head of the client's next request, still in fc.br, reading on under
+// the header timeout as needed; nil when the connection failed or closed first, or, with
+// tooLarge, when the head is over the limit (server.max_header_bytes and 4 KiB for the request
+// line). A head larger than the usual buffer moves the connection to a buffer of the limit's
+// size.
+func (s *fastServer) clientHead(fc *fastConn) (head []byte, tooLarge bool) {
+	limit := s.so.MaxHeaderBytes + 4096
+	for {
+		if head = peekHead(fc.br); head != nil {
+			return head, len(head) > limit
+		}
+		if fc.br.Buffered() < fc.br.Size() {
+			return nil, false // the connection failed or closed
+		}
+		if fc.br.Size() >= limit {
+			return nil, true
+		}
+		buffered, _ := fc.br.Peek(fc.br.Buffered())
+		fc.br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(buffered)), fc.c), limit)
+	}
+}
+
+// headConflict reports whether a request head carries both Content-Length and
+// Transfer-Encoding, by the rules framingConn follows on a raw stream.
+func headConflict(head []byte) bool {
+	var c framingConn
+	c.feed(head)
+	return c.next()
+}
+
 // replayConn is a connection whose first bytes were already read into a buffer.
 type replayConn struct {
 	net.Conn
@@ -285,21 +308,28 @@ func (r *replayConn) Read(p []byte) (int, error) { return r.r.Read(p) }
 // carry another; upgraded that it now belongs to an upgraded stream.
 func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 	p := s.p
-	if s.raw != nil {
-		if head := peekHead(fc.br); head != nil && fc.req.parseRequest(head) && s.rawEligible(&fc.req) {
-			return s.serveRaw(fc, head), false
-		}
-	}
 	start := time.Now()
+	head, tooLarge := s.clientHead(fc)
+	switch {
+	case tooLarge:
+		s.writeError(fc, http.StatusRequestHeaderFieldsTooLarge, errCode(http.StatusRequestHeaderFieldsTooLarge),
+			fmt.Sprintf("the request headers are larger than %d bytes", s.so.MaxHeaderBytes), "", true)
+		p.metrics.observe("OTHER", http.StatusRequestHeaderFieldsTooLarge, "", time.Since(start))
+		return false, false
+	case head == nil:
+		return false, false // the client left or never finished its headers
+	case s.raw != nil && fc.req.parseRequest(head) && s.rawEligible(&fc.req):
+		return s.serveRaw(fc, head), false
+	}
+	// The standard path parses the same head again, from the buffer. net/http drops a
+	// Content-Length sent with Transfer-Encoding; the raw head shows the conflict.
+	conflict := headConflict(head)
 	req, err := http.ReadRequest(fc.br)
-	fc.limit.budget = -1
 	fc.rdl.set(fc.c.SetReadDeadline, time.Time{}, 0)
 	if err != nil {
 		var status int
 		var msg string
 		switch {
-		case errors.Is(err, errHeadTooLarge):
-			status, msg = http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("the request headers are larger than %d bytes", s.so.MaxHeaderBytes)
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isTimeout(err):
 			return false, false // the client left or never finished its headers
 		default:
@@ -310,7 +340,6 @@ func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 		return false, false
 	}
 	keep = !req.Close
-	conflict := fc.fc.next() // taken for every request, so the verdicts stay in step
 	switch {
 	case req.ProtoAtLeast(1, 1) && len(req.Header["Host"]) == 0 && req.Host == "":
 		s.writeError(fc, http.StatusBadRequest, "missing_host", "an HTTP/1.1 request needs a Host header", "", true)

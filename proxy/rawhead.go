@@ -43,39 +43,22 @@ type rawHead struct {
 var crlfcrlf = []byte("\r\n\r\n")
 
 // peekHead returns the head of the next message in br — the bytes up to and including the
-// blank line — without consuming them, reading more from the connection as needed. It returns
-// nil when the head does not fit in br's buffer, when its end is not a CRLF CRLF (bare LF line
-// ends, which net/http tolerates), or when the connection fails; the caller then falls back to
-// a parser that reads the head its own way (and meets the same error).
+// first empty line — without consuming them, reading more from the connection as needed. Line
+// ends may be CRLF or, as net/http tolerates, a bare LF (the raw parsers then refuse the head).
+// It returns nil when the head does not fit in br's buffer or the connection fails; the caller
+// tells the two apart by whether the buffer is full.
 func peekHead(br *bufio.Reader) []byte {
-	searched := 0 // bytes already scanned for a line feed
+	searched := 0 // bytes already scanned for the end
 	for {
-		n := br.Buffered()
-		if n > 0 {
+		if n := br.Buffered(); n > 0 {
 			b, _ := br.Peek(n)
-			for searched < n {
-				i := bytes.IndexByte(b[searched:], '\n')
-				if i < 0 {
-					searched = n
-					break
-				}
-				j := searched + i // a line feed: is the next line empty?
-				if j+1 >= n || (b[j+1] == '\r' && j+2 >= n) {
-					searched = j // cannot tell yet: look again after reading more
-					break
-				}
-				if b[j+1] == '\n' {
-					return nil // LF LF
-				}
-				if b[j+1] == '\r' && b[j+2] == '\n' {
-					if j > 0 && b[j-1] == '\r' {
-						return b[:j+3]
-					}
-					return nil // a bare LF before the blank line
-				}
-				searched = j + 1
+			end, scanned := headEnd(b, searched)
+			if end > 0 {
+				return b[:end]
 			}
+			searched = scanned
 		}
+		n := br.Buffered()
 		if n >= br.Size() {
 			return nil
 		}
@@ -83,6 +66,30 @@ func peekHead(br *bufio.Reader) []byte {
 			return nil
 		}
 	}
+}
+
+// headEnd returns the length of the head at the start of b, up to and including its first
+// empty line, or 0 when b holds no empty line yet; then scanned is where to resume looking
+// once b has grown.
+func headEnd(b []byte, from int) (end, scanned int) {
+	for from < len(b) {
+		i := bytes.IndexByte(b[from:], '\n')
+		if i < 0 {
+			return 0, len(b)
+		}
+		j := from + i // a line feed: is the line after it empty?
+		if j+1 >= len(b) || (b[j+1] == '\r' && j+2 >= len(b)) {
+			return 0, j // cannot tell yet
+		}
+		if b[j+1] == '\n' {
+			return j + 2, 0
+		}
+		if b[j+1] == '\r' && b[j+2] == '\n' {
+			return j + 3, 0
+		}
+		from = j + 1
+	}
+	return 0, from
 }
 
 // parseRequest parses a request head. It returns false when the head is outside the simple
@@ -123,6 +130,9 @@ func (h *rawHead) parseResponse(b []byte) bool {
 	}
 	h.status = int(d[0]-'0')*100 + int(d[1]-'0')*10 + int(d[2]-'0')
 	eol := bytes.Index(b, []byte("\r\n"))
+	if eol < len("HTTP/1.1 200") {
+		return false // a bare LF ends the status line
+	}
 	for _, c := range b[len("HTTP/1.1 200"):eol] {
 		if !isValueByte(c) {
 			return false

@@ -54,7 +54,6 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
 	p := s.p
 	h := &fc.req
 	start := time.Now()
-	fc.fc.next() // keeps the framing verdicts in step; with no Transfer-Encoding there is no conflict
 	meth := methodName(h.method)
 	keep := !h.close
 	mayRetry := idempotentMethod(meth) || h.idempotencyKey || p.opts.Retry.NonIdempotent
@@ -85,7 +84,6 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
 	out = append(out, host...)
 	out = append(out, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
 	cl := max(h.contentLength, 0)
-	fc.limit.budget = -1
 	fc.br.Discard(len(head))
 	if cl > int64(fc.br.Buffered()) {
 		fc.rdl.set(fc.c.SetReadDeadline, time.Time{}, 0) // the body may take as long as it needs, as on the standard path

@@ -3,13 +3,18 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shoal-sh/shoal/discovery"
 )
 
 // sendRaw sends raw request bytes to addr and returns the response read by net/http.
@@ -247,11 +252,16 @@ func TestRawLane_MalformedAnswers(t *testing.T) {
 }
 
 // fuzzHead finds the head in data as the serving loop does, with peekHead, and checks that it
-// ends at the first empty line.
+// ends at its first empty line (after a CRLF or bare LF line end).
 func fuzzHead(t *testing.T, data []byte) []byte {
 	head := peekHead(bufio.NewReaderSize(bytes.NewReader(data), 16<<10))
-	if head != nil && (!bytes.HasSuffix(head, crlfcrlf) || bytes.Contains(head[:len(head)-2], []byte("\n\r\n")) ||
-		bytes.Contains(head, []byte("\n\n"))) {
+	if head == nil {
+		return nil
+	}
+	body := head[:len(head)-1]                  // without the empty line's LF
+	body = bytes.TrimSuffix(body, []byte("\r")) // … and its CR
+	if !bytes.HasSuffix(body, []byte("\n")) || bytes.Contains(body[:len(body)-1], []byte("\n\n")) ||
+		bytes.Contains(body[:len(body)-1], []byte("\n\r\n")) {
 		t.Fatalf("peekHead returned %q, which does not end at its first empty line", head)
 	}
 	return head
@@ -355,5 +365,63 @@ func TestCookieValue(t *testing.T) {
 		if got := string(cookieValue(&h, "shoal_affinity")); got != want {
 			t.Errorf("%q: cookie %q, want %q", head, got, want)
 		}
+	}
+}
+
+// A head larger than the connection's usual 16 KiB buffer is read into a larger one, up to
+// the limit: it is served (and the connection goes on serving), checked for smuggling, and
+// refused with 431 past the limit.
+func TestRawLane_LargeHeadsGrowTheBuffer(t *testing.T) {
+	t.Parallel()
+	var seen atomic.Int64
+	be := startBackend(t, "be", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			seen.Store(int64(len(r.Header.Get("X-Big"))))
+		}
+		io.Copy(io.Discard, r.Body)
+	})
+	p, err := New(noHealth(Options{Logger: slog.New(slog.DiscardHandler)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Update([]discovery.Instance{be.instance(1)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, ln, ServerOptions{DrainTimeout: time.Second, MaxHeaderBytes: 64 << 10}) }()
+	t.Cleanup(func() { cancel(); <-done; p.Close() })
+
+	big := strings.Repeat("b", 30<<10)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\nX-Big: "+big+"\r\n\r\n"+
+		"POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"+
+		"POST /smuggle HTTP/1.1\r\nHost: x\r\nX-Big: "+big+"\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+	br := bufio.NewReader(c)
+	var codes []int
+	for i := 0; i < 3; i++ {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i+1, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		codes = append(codes, resp.StatusCode)
+		if i == 0 && seen.Load() != int64(len(big)) {
+			t.Errorf("the instance saw X-Big of %d bytes, want %d", seen.Load(), len(big))
+		}
+	}
+	if fmt.Sprint(codes) != "[200 200 400]" {
+		t.Errorf("answers %v, want [200 200 400]", codes)
+	}
+	huge := "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("h", 100<<10) + "\r\n\r\n"
+	if got := rawRequest(t, ln.Addr().String(), huge); !strings.HasPrefix(got, "431") {
+		t.Errorf("a 100 KiB head: got %q, want 431", got)
 	}
 }
