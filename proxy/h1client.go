@@ -61,18 +61,25 @@ func (c *h1Client) CloseIdleConnections() {
 	}
 }
 
-func (c *h1Client) get(ctx context.Context, host string) (pc *h1Conn, reused bool, err error) {
-	return c.getUntil(ctx, host, time.Time{})
-}
-
-// getUntil is get with a deadline for dialling (none when zero).
-func (c *h1Client) getUntil(ctx context.Context, host string, deadline time.Time) (pc *h1Conn, reused bool, err error) {
+// getUntil returns a pooled connection to host, or dials one (with a deadline unless zero).
+// With checked, a pooled connection is first checked for a close by the instance: a request
+// that must not be sent twice cannot be retried when a reused connection turns out stale.
+func (c *h1Client) getUntil(ctx context.Context, host string, deadline time.Time, checked bool) (pc *h1Conn, reused bool, err error) {
 	now := time.Now()
 	c.mu.Lock()
 	for conns := c.idle[host]; len(conns) > 0; conns = c.idle[host] {
 		pc = conns[len(conns)-1]
 		c.idle[host] = conns[:len(conns)-1]
 		if now.Sub(pc.idleFrom) < c.idleTimeout {
+			if checked {
+				c.mu.Unlock()
+				if !pc.peerGone() {
+					return pc, true, nil
+				}
+				pc.Close()
+				c.mu.Lock()
+				continue
+			}
 			c.mu.Unlock()
 			return pc, true, nil
 		}
@@ -92,6 +99,27 @@ func (c *h1Client) getUntil(ctx context.Context, host string, deadline time.Time
 	pc.limit.Conn = conn
 	pc.br = bufio.NewReaderSize(&pc.limit, 16<<10)
 	return pc, false, nil
+}
+
+// peerGone reports whether the instance closed or reset the idle connection, or sent bytes
+// nobody asked for: one non-blocking peek at the socket.
+func (pc *h1Conn) peerGone() bool {
+	sc, ok := pc.Conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := false
+	err = raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		gone = n > 0 || (n == 0 && err == nil) || (err != nil && err != syscall.EAGAIN && err != syscall.EINTR)
+		return true
+	})
+	return gone || err != nil
 }
 
 // maxResponseHead bounds the status line and headers of a response, as http.Transport's
@@ -141,9 +169,11 @@ var errStaleConn = errors.New("keep-alive connection closed by the instance")
 // RoundTrip sends req to req.URL.Host over HTTP/1.1.
 func (c *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	// Sent again on a fresh connection when a reused one turns out closed, if that is safe: the
+	// instance may have read the request before closing.
+	replayable := (req.Body == nil || req.Body == http.NoBody || req.GetBody != nil) && idempotent(req)
 	for {
-		pc, reused, err := c.get(ctx, req.URL.Host)
+		pc, reused, err := c.getUntil(ctx, req.URL.Host, time.Time{}, !replayable)
 		if err != nil {
 			if req.Body != nil {
 				req.Body.Close()

@@ -141,7 +141,7 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
 		last = u
 		u.backend.Acquire()
 		sent := time.Now()
-		r, err := s.rawExchange(fc, u, out, deadline, headRequest)
+		r, err := s.rawExchange(fc, u, out, deadline, headRequest, mayRetry)
 		latency := time.Since(sent)
 		if err != nil {
 			u.backend.Release(max(latency, failurePenalty)) // a fast failure must not look fast
@@ -206,8 +206,11 @@ type rawResult struct {
 	nothingSent bool
 }
 
-// rawExchange sends req on a pooled connection to u and reads the answer's head.
-func (s *fastServer) rawExchange(fc *fastConn, u *upstream, req []byte, deadline time.Time, headRequest bool) (rawResult, error) {
+// rawExchange sends req on a pooled connection to u and reads the answer's head. A request
+// that may be sent twice (replayable) is sent again on a fresh connection when a reused one
+// turns out closed; one that may not gets a reused connection only after a check that the
+// instance has not closed it.
+func (s *fastServer) rawExchange(fc *fastConn, u *upstream, req []byte, deadline time.Time, headRequest, replayable bool) (rawResult, error) {
 	c := s.raw
 	tryDeadline := deadline
 	if t := s.p.opts.Retry.TryTimeout; t > 0 {
@@ -216,7 +219,7 @@ func (s *fastServer) rawExchange(fc *fastConn, u *upstream, req []byte, deadline
 		}
 	}
 	for {
-		pc, reused, err := c.getUntil(fc.ctx, u.url.Host, tryDeadline)
+		pc, reused, err := c.getUntil(fc.ctx, u.url.Host, tryDeadline, !replayable)
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) && tryDeadline.Before(deadline) {
 				err = errors.Join(errTryTimeout, err)
@@ -233,8 +236,8 @@ func (s *fastServer) rawExchange(fc *fastConn, u *upstream, req []byte, deadline
 			return r, nil
 		}
 		pc.Close()
-		if reused && errors.Is(err, errStaleConn) && fc.ctx.Err() == nil {
-			continue // the instance had closed the idle connection: nothing was processed
+		if reused && replayable && errors.Is(err, errStaleConn) && fc.ctx.Err() == nil {
+			continue // most likely the instance had closed the idle connection
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) && tryDeadline.Before(deadline) && !time.Now().Before(tryDeadline) {
 			err = errors.Join(errTryTimeout, err)

@@ -425,3 +425,70 @@ func TestRawLane_LargeHeadsGrowTheBuffer(t *testing.T) {
 		t.Errorf("a 100 KiB head: got %q, want 431", got)
 	}
 }
+
+// A POST on a pooled keep-alive connection that the instance reads and then drops is not sent
+// again: the instance may have acted on it. An instance that closed the idle connection
+// before the POST came costs nothing: the proxy sees the close and uses a fresh connection.
+func TestProxy_POSTOnReusedConnectionNotReplayed(t *testing.T) {
+	t.Parallel()
+	// With one attempt the body is streamed (standard path); with retries it is kept (raw lane).
+	for _, attempts := range []int{1, 3} {
+		t.Run(fmt.Sprintf("attempts=%d", attempts), func(t *testing.T) { testPOSTOnReusedConnection(t, attempts) })
+	}
+}
+
+func testPOSTOnReusedConnection(t *testing.T, attempts int) {
+	var posts atomic.Int64
+	dropper := startBackend(t, "dropper", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			return // GETs warm the pool
+		}
+		io.ReadAll(r.Body)
+		posts.Add(1)
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+	})
+	h := startProxy(t, noHealth(Options{Retry: Retry{Attempts: attempts}}), dropper)
+	get(t, h.url+"/warm")
+	resp, err := client.Post(h.url+"/orders", "application/json", strings.NewReader(`{"item":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || posts.Load() != 1 {
+		t.Fatalf("status %d, the instance got the POST %d times; want 502 and exactly once", resp.StatusCode, posts.Load())
+	}
+
+	// An instance with a short keep-alive: its idle connections are closed under the pool.
+	var got atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{IdleTimeout: 20 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			io.ReadAll(r.Body)
+			got.Add(1)
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	short := &backend{id: "short", addr: ln.Addr().String(), hosts: map[string]int{}}
+	h2 := startProxy(t, noHealth(Options{Retry: Retry{Attempts: attempts}}), short)
+	for i := 0; i < 3; i++ {
+		get(t, h2.url+"/warm")
+		time.Sleep(100 * time.Millisecond) // the instance closes the pooled connection
+		resp, err := client.Post(h2.url+"/orders", "application/json", strings.NewReader(`{"item":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST after the instance closed its idle connection: %d", resp.StatusCode)
+		}
+	}
+	if got.Load() != 3 {
+		t.Errorf("the instance got %d POSTs, want 3", got.Load())
+	}
+}
