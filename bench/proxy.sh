@@ -275,6 +275,11 @@ http {
             proxy_pass http://backends;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            # What shoal and Caddy send: the client's Host and the X-Forwarded-* headers.
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Forwarded-Proto \$scheme;
         }
     }
 }
@@ -293,6 +298,10 @@ defaults
     timeout server 60s
 frontend bench
     bind 127.0.0.1:${PORT[haproxy]}
+    # What shoal and Caddy send: X-Forwarded-For, -Host and -Proto.
+    option forwardfor
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Forwarded-Proto http
     default_backend backends
 backend backends
     balance roundrobin
