@@ -5,8 +5,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"testing"
 	"time"
+
+	"github.com/shoal-sh/shoal/discovery"
 )
 
 // FuzzServeConn feeds arbitrary bytes to the HTTP/1.1 serving loop as a client connection:
@@ -55,6 +58,78 @@ func FuzzServeConn(f *testing.F) {
 		case <-done:
 		case <-time.After(5 * time.Second):
 			t.Fatalf("the serving loop did not end for input %q", data)
+		}
+	})
+}
+
+// FuzzInstanceAnswers has an instance answer with arbitrary bytes (then close its connection):
+// whatever it sends, the client gets an answer or a closed connection, and the proxy neither
+// panics nor hangs. Both the raw lane and the standard path read instances' answers.
+func FuzzInstanceAnswers(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	f.Add([]byte("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\nContent-Length: 2\n\nok"))
+	f.Add([]byte("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 5\r\nConnection: close\r\n\r\nno"))
+	f.Add([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"))
+	answer := make(chan []byte, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				buf := make([]byte, 4096)
+				if _, err := c.Read(buf); err != nil { // the request (small enough for one read)
+					return
+				}
+				select {
+				case a := <-answer:
+					c.Write(a)
+				default:
+				}
+			}()
+		}
+	}()
+	p, err := New(Options{Logger: slog.New(slog.DiscardHandler), HealthCheck: HealthCheck{},
+		Retry: Retry{Attempts: 1, TryTimeout: 2 * time.Second}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer p.Close()
+	u, _ := url.Parse("http://" + ln.Addr().String())
+	p.Update([]discovery.Instance{{ID: "fuzz", URL: u, Weight: 1}})
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ctx, pl, ServerOptions{DrainTimeout: time.Second}) }()
+	defer func() { cancel(); <-done }()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		answer <- data
+		c, err := net.Dial("tcp", pl.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(8 * time.Second))
+		io.WriteString(c, "GET /fuzz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Fatalf("the proxy neither answered nor closed for instance answer %q: %v", data, err)
+		}
+		select {
+		case <-answer: // the instance was never asked (a pooled connection served it): drop it
+		default:
 		}
 	})
 }
