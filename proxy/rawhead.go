@@ -24,7 +24,8 @@ const maxRawHeaders = 64
 // rawHeader is one header line, as slices of the head's bytes.
 type rawHeader struct {
 	name, value []byte
-	drop        bool // hop-by-hop, or replaced by the proxy: not forwarded
+	line        []byte // the whole line, CRLF included
+	drop        bool   // hop-by-hop, or replaced by the proxy: not forwarded
 }
 
 // rawHead is a parsed message head; its slices point into the bytes it was parsed from.
@@ -34,6 +35,9 @@ type rawHead struct {
 	statusLine     []byte // responses: the whole first line, without CRLF
 	headers        [maxRawHeaders]rawHeader
 	n              int
+	dropped        int    // headers marked drop
+	block          []byte // the header lines, without the empty line that ends the head
+	host           []byte // the Host value (requests)
 	contentLength  int64 // -1 when absent
 	close          bool  // Connection: close
 	hosts          int   // Host lines seen (requests)
@@ -145,10 +149,12 @@ func (h *rawHead) parseResponse(b []byte) bool {
 func (h *rawHead) reset() {
 	h.method, h.target, h.statusLine = nil, nil, nil
 	h.status, h.n, h.contentLength, h.close, h.hosts, h.idempotencyKey = 0, 0, -1, false, 0, false
+	h.dropped, h.block, h.host = 0, nil, nil
 }
 
 // parseHeaders parses header lines up to the blank line that ends b.
 func (h *rawHead) parseHeaders(b []byte, request bool) bool {
+	h.block = b[:max(len(b)-2, 0)]
 	for {
 		if len(b) < 2 {
 			return false
@@ -185,12 +191,16 @@ func (h *rawHead) parseHeaders(b []byte, request bool) bool {
 			return false
 		}
 		value := trimOWS(v[:end])
+		line := b[:colon+1+end+2]
 		b = v[end+2:]
 		hd := &h.headers[h.n]
 		h.n++
-		hd.name, hd.value, hd.drop = name, value, false
+		hd.name, hd.value, hd.line, hd.drop = name, value, line, false
 		if !h.classify(hd, request) {
 			return false
+		}
+		if hd.drop {
+			h.dropped++
 		}
 	}
 }
@@ -207,6 +217,7 @@ func (h *rawHead) classify(hd *rawHeader, request bool) bool {
 	case 4:
 		if request && asciiEqualFold(name, "host") {
 			h.hosts++
+			h.host = hd.value
 			return validHost(hd.value)
 		}
 	case 6:

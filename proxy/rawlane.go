@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -64,12 +63,12 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
 	out := append(fc.out[:0], head[:len(h.method)+1+len(h.target)]...)
 	targetEnd := len(out)
 	out = append(out, " HTTP/1.1\r\n"...)
-	var host []byte
-	for i := 0; i < h.n; i++ {
-		if hd := &h.headers[i]; !hd.drop {
-			out = appendHeader(out, hd.name, hd.value)
-			if host == nil && asciiEqualFold(hd.name, "host") {
-				host = hd.value
+	if h.dropped == 0 {
+		out = append(out, h.block...) // the usual case: every line as it came, in one copy
+	} else {
+		for i := 0; i < h.n; i++ {
+			if hd := &h.headers[i]; !hd.drop {
+				out = append(out, hd.line...)
 			}
 		}
 	}
@@ -81,7 +80,7 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
 	}
 	out = append(out, fc.clientIP...)
 	out = append(out, "\r\nX-Forwarded-Host: "...)
-	out = append(out, host...)
+	out = append(out, h.host...)
 	out = append(out, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
 	cl := max(h.contentLength, 0)
 	fc.br.Discard(len(head))
@@ -336,11 +335,15 @@ func (s *fastServer) rawRelay(fc *fastConn, r *rawResult, keep bool, meth string
 	}
 	h := &fc.resp // what rawRead parsed r.head into
 	bw := fc.bw
-	bw.Write(h.statusLine)
-	bw.WriteString("\r\n")
-	for i := 0; i < h.n; i++ {
-		if hd := &h.headers[i]; !hd.drop {
-			writeHeader(bw, hd.name, hd.value)
+	if h.dropped == 0 {
+		bw.Write(r.head[:len(r.head)-2]) // the usual case: the head as it came, in one copy
+	} else {
+		bw.Write(h.statusLine)
+		bw.WriteString("\r\n")
+		for i := 0; i < h.n; i++ {
+			if hd := &h.headers[i]; !hd.drop {
+				bw.Write(hd.line)
+			}
 		}
 	}
 	if setCookie != "" {
@@ -394,20 +397,6 @@ func cookieValue(h *rawHead, name string) []byte {
 		}
 	}
 	return nil
-}
-
-func appendHeader(b, name, value []byte) []byte {
-	b = append(b, name...)
-	b = append(b, ": "...)
-	b = append(b, value...)
-	return append(b, "\r\n"...)
-}
-
-func writeHeader(bw *bufio.Writer, name, value []byte) {
-	bw.Write(name)
-	bw.WriteString(": ")
-	bw.Write(value)
-	bw.WriteString("\r\n")
 }
 
 // methodName returns the method as one of the method label's values, without allocating;

@@ -303,6 +303,17 @@ func FuzzRawRequestHead(f *testing.F) {
 		if n != h.n {
 			t.Fatalf("%q: %d header lines, net/http %d", head, h.n, n)
 		}
+		var lines []byte
+		for _, hd := range h.headers[:h.n] {
+			if !bytes.HasPrefix(hd.line, hd.name) || !bytes.HasSuffix(hd.line, []byte("\r\n")) ||
+				!bytes.Contains(hd.line, hd.value) {
+				t.Fatalf("%q: header line %q does not hold %q: %q", head, hd.line, hd.name, hd.value)
+			}
+			lines = append(lines, hd.line...)
+		}
+		if !bytes.Equal(lines, h.block) {
+			t.Fatalf("%q: header block %q, lines %q", head, h.block, lines)
+		}
 		for _, hd := range h.headers[:h.n] {
 			name := http.CanonicalHeaderKey(string(hd.name))
 			if name == "Host" {
