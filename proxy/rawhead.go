@@ -38,10 +38,10 @@ type rawHead struct {
 	dropped        int    // headers marked drop
 	block          []byte // the header lines, without the empty line that ends the head
 	host           []byte // the Host value (requests)
-	contentLength  int64 // -1 when absent
-	close          bool  // Connection: close
-	hosts          int   // Host lines seen (requests)
-	idempotencyKey bool  // an Idempotency-Key header is present
+	contentLength  int64  // -1 when absent
+	close          bool   // Connection: close
+	hosts          int    // Host lines seen (requests)
+	idempotencyKey bool   // an Idempotency-Key header is present
 }
 
 var crlfcrlf = []byte("\r\n\r\n")
