@@ -44,8 +44,6 @@ type rawHead struct {
 	idempotencyKey bool   // an Idempotency-Key header is present
 }
 
-var crlfcrlf = []byte("\r\n\r\n")
-
 // peekHead returns the head of the next message in br — the bytes up to and including the
 // first empty line — without consuming them, reading more from the connection as needed. Line
 // ends may be CRLF or, as net/http tolerates, a bare LF (the raw parsers then refuse the head).
