@@ -127,9 +127,10 @@ func (in *instance) fail(reason string) {
 	in.mu.Lock()
 	in.state, in.lastErr = admin.StateFailed, reason
 	in.mu.Unlock()
-	in.markReady(errors.New(reason))
+	// Recorded before Start is woken, so whoever it wakes sees the event.
 	in.f.event("failed", in.id+": "+reason, 0, 0)
 	in.f.log.Error("instance failed", "instance", in.id, "reason", reason)
+	in.markReady(errors.New(reason))
 }
 
 const reasonStop = "stop"
