@@ -10,8 +10,8 @@ import (
 
 // startChecker runs the active health check of u until it is stopped or the proxy closes.
 func (p *Proxy) startChecker(u *upstream) {
-	if p.opts.HealthCheck.Path == "" {
-		return
+	if p.opts.HealthCheck.Path == "" || p.closed {
+		return // (p.mu is held: Close cannot be waiting for goroutines started after it)
 	}
 	u.mu.Lock()
 	if u.stopCheck != nil {

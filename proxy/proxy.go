@@ -41,8 +41,9 @@ type Proxy struct {
 	eligible balancer.Picker // healthy, not ejected, not draining
 	fallback balancer.Picker // not draining: panic mode, when nothing is eligible
 
-	mu        sync.Mutex // guards ups and serializes rebuilds
+	mu        sync.Mutex // guards ups and closed, and serializes rebuilds
 	ups       map[string]*upstream
+	closed    bool // Close was called: no new background goroutines
 	pool      atomic.Pointer[pool]
 	panicking bool
 
@@ -124,6 +125,11 @@ func New(opts Options) (*Proxy, error) {
 
 // Close stops active health checks and background work. In-flight requests are not affected.
 func (p *Proxy) Close() error {
+	// Under p.mu, so that no Update or Drain starts a checker or drain goroutine once Close
+	// waits for them (WaitGroup.Add must not race with Wait).
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
 	p.cancel()
 	p.wg.Wait()
 	if t, ok := p.base.(interface{ CloseIdleConnections() }); ok {
@@ -325,6 +331,9 @@ func (p *Proxy) startDrainLocked(u *upstream) {
 	drained := u.drained
 	u.mu.Unlock()
 	p.log.Info("draining instance", "instance", u.id, "in_flight", u.backend.InFlight())
+	if p.closed {
+		return // Close has stopped the background work; nothing will wait for this drain
+	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()

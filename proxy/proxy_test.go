@@ -886,3 +886,26 @@ func TestProxy_ExpectContinue(t *testing.T) {
 		t.Fatalf("%d %q", resp.StatusCode, body)
 	}
 }
+
+// Close may run while discovery still feeds Update (as when a watcher outlives the proxy): no
+// checker or drain goroutine starts after Close waits for them (the race detector checks).
+func TestProxy_CloseWhileUpdating(t *testing.T) {
+	t.Parallel()
+	be := startBackend(t, "a", nil)
+	for i := 0; i < 20; i++ {
+		p, err := New(Options{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for j := 0; j < 50; j++ {
+				p.Update([]discovery.Instance{be.instance(1 + j%2)}) // a new weight: drain and add
+				p.Update(nil)
+			}
+		}()
+		p.Close()
+		<-done
+	}
+}
