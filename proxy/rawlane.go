@@ -82,6 +82,13 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
 	out = append(out, "\r\nX-Forwarded-Host: "...)
 	out = append(out, h.host...)
 	out = append(out, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
+	pinned := "" // the instance a valid affinity cookie names
+	if p.affinity != nil {
+		if v := cookieValue(h, p.affinity.Name()); v != nil {
+			pinned, _ = p.affinity.Verify(string(v))
+		}
+	}
+	// From here on head and h's slices may be overwritten: the body is read through the buffer.
 	cl := max(h.contentLength, 0)
 	fc.br.Discard(len(head))
 	if cl > int64(fc.br.Buffered()) {
@@ -104,12 +111,7 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
 	p.budget.Deposit()
 	deadline := start.Add(p.opts.Retry.Timeout)
 	st := &fc.st
-	st.key, st.pinned, st.chosen, st.retries = fc.key, "", nil, 0
-	if p.affinity != nil {
-		if v := cookieValue(h, p.affinity.Name()); v != nil {
-			st.pinned, _ = p.affinity.Verify(string(v))
-		}
-	}
+	st.key, st.pinned, st.chosen, st.retries = fc.key, pinned, nil, 0
 	tried := st.tried[:0]
 	var lastErr error
 	var last *upstream // the instance tried last

@@ -528,3 +528,30 @@ func testPOSTOnReusedConnection(t *testing.T, attempts int) {
 		t.Errorf("the instance got %d POSTs, want 3", got.Load())
 	}
 }
+
+// The affinity cookie is read before the body: a body that refills the read buffer must not
+// change which instance the client is pinned to.
+func TestRawLane_AffinityWithALargeBody(t *testing.T) {
+	t.Parallel()
+	a, b, c := startBackend(t, "a", nil), startBackend(t, "b", nil), startBackend(t, "c", nil)
+	h := startProxy(t, noHealth(Options{SessionAffinity: true}), a, b, c)
+	_, first := get(t, h.url+"/")
+	cookie := first.Cookies()
+	pinned := first.Header.Get("X-Backend")
+	if len(cookie) != 1 || pinned == "" {
+		t.Fatalf("no affinity cookie or instance: %v", first.Header)
+	}
+	body := strings.Repeat("x", 40<<10)
+	for i := 0; i < 6; i++ {
+		req, _ := http.NewRequest("PUT", h.url+"/", strings.NewReader(body))
+		req.AddCookie(cookie[0])
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("X-Backend"); got != pinned || resp.StatusCode != 200 {
+			t.Fatalf("PUT %d with a 40 KiB body: status %d from %s, want %s", i, resp.StatusCode, got, pinned)
+		}
+	}
+}
