@@ -203,10 +203,6 @@ func (s *fastServer) serveConn(ctx context.Context, c net.Conn) {
 			}
 		}
 		fc.active.Store(true)
-		if !headBuffered(fc.br) {
-			// The rest of the head has yet to come: it must come within the header timeout.
-			fc.rdl.set(fc.c.SetReadDeadline, time.Now().Add(s.so.ReadHeaderTimeout), 0)
-		}
 		keep, upgraded := s.serveRequest(fc)
 		fc.active.Store(false)
 		if upgraded {
@@ -273,6 +269,12 @@ func (l *connListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0
 // size.
 func (s *fastServer) clientHead(fc *fastConn) (head []byte, tooLarge bool) {
 	limit := s.so.MaxHeaderBytes + 4096
+	b, _ := fc.br.Peek(fc.br.Buffered())
+	if end, _ := headEnd(b, 0); end > 0 {
+		return b[:end], end > limit // the usual case: the whole head came in the first read
+	}
+	// The rest of the head has yet to come: it must come within the header timeout.
+	fc.rdl.set(fc.c.SetReadDeadline, time.Now().Add(s.so.ReadHeaderTimeout), 0)
 	for {
 		if head = peekHead(fc.br); head != nil {
 			return head, len(head) > limit
@@ -682,9 +684,3 @@ func (l *lazyDeadline) set(setter func(time.Time) error, want time.Time, slack t
 // deadlineSlack is how much earlier than asked a deadline for timeout d may fire: an eighth of
 // it, at most a second.
 func deadlineSlack(d time.Duration) time.Duration { return min(d/8, time.Second) }
-
-// headBuffered reports whether br holds a whole message head (it ends at the first empty line).
-func headBuffered(br *bufio.Reader) bool {
-	b, _ := br.Peek(br.Buffered())
-	return bytes.Contains(b, []byte("\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
-}
