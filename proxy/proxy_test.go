@@ -105,6 +105,12 @@ type harness struct {
 
 func startProxy(t *testing.T, opts Options, backends ...*backend) *harness {
 	t.Helper()
+	return startProxyWith(t, opts, ServerOptions{DrainTimeout: 5 * time.Second, MaxHeaderBytes: 8 << 10}, backends...)
+}
+
+// startProxyWith is startProxy with the listener side's options.
+func startProxyWith(t *testing.T, opts Options, so ServerOptions, backends ...*backend) *harness {
+	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -124,7 +130,7 @@ func startProxy(t *testing.T, opts Options, backends ...*backend) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{p: p, url: "http://" + ln.Addr().String(), addr: ln.Addr().String(), stop: cancel, done: make(chan error, 1)}
 	go func() {
-		h.done <- p.Serve(ctx, ln, ServerOptions{DrainTimeout: 5 * time.Second, MaxHeaderBytes: 8 << 10})
+		h.done <- p.Serve(ctx, ln, so)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -3,18 +3,14 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/shoal-sh/shoal/discovery"
 )
 
 // sendRaw sends raw request bytes to addr and returns the response read by net/http.
@@ -150,9 +146,10 @@ func TestRawLane_PipelinedWithBodies(t *testing.T) {
 	}
 }
 
-// rawBackend answers each request with the bytes answer returns for its path, then closes the
-// connection if close is set: answers net/http's server would never write.
-func rawBackend(t *testing.T, answer func(path string) (string, bool)) *backend {
+// rawBackend serves each request on a connection with serve, which writes whatever answer it
+// likes to c (answers net/http's server would never write) and says whether to go on reading
+// requests; the connection is closed when it returns false.
+func rawBackend(t *testing.T, serve func(c net.Conn, req *http.Request) bool) *backend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -174,8 +171,7 @@ func rawBackend(t *testing.T, answer func(path string) (string, bool)) *backend 
 						return
 					}
 					io.Copy(io.Discard, req.Body)
-					a, closeAfter := answer(req.URL.Path)
-					if _, err := io.WriteString(c, a); err != nil || closeAfter {
+					if !serve(c, req) {
 						return
 					}
 				}
@@ -185,6 +181,16 @@ func rawBackend(t *testing.T, answer func(path string) (string, bool)) *backend 
 	return &backend{id: "raw", addr: ln.Addr().String(), hosts: map[string]int{}}
 }
 
+// cannedAnswers adapts answer, which gives the bytes for a path and whether to close after
+// them, to rawBackend.
+func cannedAnswers(answer func(path string) (string, bool)) func(net.Conn, *http.Request) bool {
+	return func(c net.Conn, req *http.Request) bool {
+		a, closeAfter := answer(req.URL.Path)
+		_, err := io.WriteString(c, a)
+		return err == nil && !closeAfter
+	}
+}
+
 // Answers outside the raw lane's simple subset reach the client intact through the standard
 // parser: early hints, chunked and close-delimited bodies, a head larger than the read buffer,
 // a body larger than the buffer.
@@ -192,7 +198,7 @@ func TestRawLane_UnusualAnswersFallBack(t *testing.T) {
 	t.Parallel()
 	big := strings.Repeat("x", 40<<10)
 	bigHeader := strings.Repeat("v", 20<<10)
-	be := rawBackend(t, func(path string) (string, bool) {
+	be := rawBackend(t, cannedAnswers(func(path string) (string, bool) {
 		switch path {
 		case "/hints":
 			return "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" +
@@ -209,7 +215,7 @@ func TestRawLane_UnusualAnswersFallBack(t *testing.T) {
 			return "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n", false
 		}
 		return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false
-	})
+	}))
 	h := startProxy(t, noHealth(Options{}), be)
 	cases := []struct{ path, body string }{
 		{"/hints", "done"}, {"/chunked", "abcde"}, {"/eof", "until the end"},
@@ -230,7 +236,7 @@ func TestRawLane_UnusualAnswersFallBack(t *testing.T) {
 // still relayed when net/http accepts it, and refused with a 502 when it does not.
 func TestRawLane_MalformedAnswers(t *testing.T) {
 	t.Parallel()
-	be := rawBackend(t, func(path string) (string, bool) {
+	be := rawBackend(t, cannedAnswers(func(path string) (string, bool) {
 		switch path {
 		case "/lf":
 			return "HTTP/1.1 200 OK\nContent-Length: 2\n\nok", false // bare LF line ends
@@ -238,7 +244,7 @@ func TestRawLane_MalformedAnswers(t *testing.T) {
 			return "HTTP/1.1 200 OK\r\nX-A: a\rX-Injected: b\r\nContent-Length: 2\r\n\r\nok", false
 		}
 		return "garbage\r\n\r\n", true
-	})
+	}))
 	h := startProxy(t, noHealth(Options{Retry: Retry{Attempts: 1}}), be)
 	if body, resp := get(t, h.url+"/lf"); resp.StatusCode != 200 || body != "ok" {
 		t.Errorf("/lf: %d %q", resp.StatusCode, body)
@@ -391,22 +397,10 @@ func TestRawLane_LargeHeadsGrowTheBuffer(t *testing.T) {
 		}
 		io.Copy(io.Discard, r.Body)
 	})
-	p, err := New(noHealth(Options{Logger: slog.New(slog.DiscardHandler)}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Update([]discovery.Instance{be.instance(1)})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, ln, ServerOptions{DrainTimeout: time.Second, MaxHeaderBytes: 64 << 10}) }()
-	t.Cleanup(func() { cancel(); <-done; p.Close() })
+	h := startProxyWith(t, noHealth(Options{}), ServerOptions{DrainTimeout: time.Second, MaxHeaderBytes: 64 << 10}, be)
 
 	big := strings.Repeat("b", 30<<10)
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := net.Dial("tcp", h.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +426,7 @@ func TestRawLane_LargeHeadsGrowTheBuffer(t *testing.T) {
 		t.Errorf("answers %v, want [200 200 400]", codes)
 	}
 	huge := "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("h", 100<<10) + "\r\n\r\n"
-	if got := rawRequest(t, ln.Addr().String(), huge); !strings.HasPrefix(got, "431") {
+	if got := rawRequest(t, h.addr, huge); !strings.HasPrefix(got, "431") {
 		t.Errorf("a 100 KiB head: got %q, want 431", got)
 	}
 }
@@ -475,40 +469,18 @@ func testPOSTOnReusedConnection(t *testing.T, attempts int) {
 	// with a short keep-alive timeout does): the pooled connection is closed under the pool.
 	var got atomic.Int64
 	closed := make(chan struct{}, 1)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					if req.Method == http.MethodPost {
-						got.Add(1)
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-					if req.Method == http.MethodGet {
-						c.Close()
-						closed <- struct{}{}
-						return
-					}
-				}
-			}()
+	short := rawBackend(t, func(c net.Conn, req *http.Request) bool {
+		if req.Method == http.MethodPost {
+			got.Add(1)
 		}
-	}()
-	short := &backend{id: "short", addr: ln.Addr().String(), hosts: map[string]int{}}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		if req.Method == http.MethodGet {
+			c.Close()
+			closed <- struct{}{}
+			return false
+		}
+		return true
+	})
 	h2 := startProxy(t, noHealth(Options{Retry: Retry{Attempts: attempts}}), short)
 	for i := 0; i < 3; i++ {
 		get(t, h2.url+"/warm")
