@@ -5,11 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
+	"net/http"
 	"testing"
 	"time"
-
-	"github.com/shoal-sh/shoal/discovery"
 )
 
 // FuzzServeConn feeds arbitrary bytes to the HTTP/1.1 serving loop as a client connection:
@@ -73,51 +71,19 @@ func FuzzInstanceAnswers(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 5\r\nConnection: close\r\n\r\nno"))
 	f.Add([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"))
 	answer := make(chan []byte, 1)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				buf := make([]byte, 4096)
-				if _, err := c.Read(buf); err != nil { // the request (small enough for one read)
-					return
-				}
-				select {
-				case a := <-answer:
-					c.Write(a)
-				default:
-				}
-			}()
+	be := rawBackend(f, func(c net.Conn, _ *http.Request) bool {
+		select {
+		case a := <-answer:
+			c.Write(a)
+		default:
 		}
-	}()
-	p, err := New(Options{Logger: slog.New(slog.DiscardHandler), HealthCheck: HealthCheck{},
-		Retry: Retry{Attempts: 1, TryTimeout: 2 * time.Second}})
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer p.Close()
-	u, _ := url.Parse("http://" + ln.Addr().String())
-	p.Update([]discovery.Instance{{ID: "fuzz", URL: u, Weight: 1}})
-	pl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, pl, ServerOptions{DrainTimeout: time.Second}) }()
-	defer func() { cancel(); <-done }()
+		return false
+	})
+	h := startProxyWith(f, noHealth(Options{Retry: Retry{Attempts: 1, TryTimeout: 2 * time.Second}}),
+		ServerOptions{DrainTimeout: time.Second}, be)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		answer <- data
-		c, err := net.Dial("tcp", pl.Addr().String())
+		c, err := net.Dial("tcp", h.addr)
 		if err != nil {
 			t.Fatal(err)
 		}

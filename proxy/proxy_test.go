@@ -109,7 +109,7 @@ func startProxy(t *testing.T, opts Options, backends ...*backend) *harness {
 }
 
 // startProxyWith is startProxy with the listener side's options.
-func startProxyWith(t *testing.T, opts Options, so ServerOptions, backends ...*backend) *harness {
+func startProxyWith(t testing.TB, opts Options, so ServerOptions, backends ...*backend) *harness {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

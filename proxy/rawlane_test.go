@@ -149,7 +149,7 @@ func TestRawLane_PipelinedWithBodies(t *testing.T) {
 // rawBackend serves each request on a connection with serve, which writes whatever answer it
 // likes to c (answers net/http's server would never write) and says whether to go on reading
 // requests; the connection is closed when it returns false.
-func rawBackend(t *testing.T, serve func(c net.Conn, req *http.Request) bool) *backend {
+func rawBackend(t testing.TB, serve func(c net.Conn, req *http.Request) bool) *backend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
