@@ -314,7 +314,7 @@ func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 	head, tooLarge := s.clientHead(fc)
 	switch {
 	case tooLarge:
-		s.writeError(fc, http.StatusRequestHeaderFieldsTooLarge, errCode(http.StatusRequestHeaderFieldsTooLarge),
+		s.writeError(fc, http.StatusRequestHeaderFieldsTooLarge, "headers_too_large",
 			fmt.Sprintf("the request headers are larger than %d bytes", s.so.MaxHeaderBytes), "", true)
 		p.metrics.observe("OTHER", http.StatusRequestHeaderFieldsTooLarge, "", time.Since(start))
 		return false, false
@@ -329,16 +329,11 @@ func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 	req, err := http.ReadRequest(fc.br)
 	fc.rdl.set(fc.c.SetReadDeadline, time.Time{}, 0)
 	if err != nil {
-		var status int
-		var msg string
-		switch {
-		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isTimeout(err):
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isTimeout(err) {
 			return false, false // the client left or never finished its headers
-		default:
-			status, msg = http.StatusBadRequest, "the request is not valid HTTP/1.1: "+err.Error()
 		}
-		s.writeError(fc, status, errCode(status), msg, "", true)
-		p.metrics.observe("OTHER", status, "", time.Since(start))
+		s.writeError(fc, http.StatusBadRequest, "bad_request", "the request is not valid HTTP/1.1: "+err.Error(), "", true)
+		p.metrics.observe("OTHER", http.StatusBadRequest, "", time.Since(start))
 		return false, false
 	}
 	keep = !req.Close
@@ -613,15 +608,6 @@ func drainBody(b io.ReadCloser) bool {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-func errCode(status int) string {
-	switch status {
-	case http.StatusRequestHeaderFieldsTooLarge:
-		return "headers_too_large"
-	default:
-		return "bad_request"
-	}
 }
 
 func isChunked(te []string) bool { return len(te) > 0 && te[len(te)-1] == "chunked" }
