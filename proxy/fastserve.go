@@ -116,7 +116,7 @@ func (p *Proxy) serveFast(ctx context.Context, ln net.Listener, so ServerOptions
 			}
 			s.wg.Add(1)
 			// Requests outlive the shutdown signal: they finish during the drain.
-			go s.serveConn(context.WithoutCancel(ctx), c)
+			go s.serveConn(context.WithoutCancel(ctx), newSysConn(c))
 		}
 	}()
 	select {

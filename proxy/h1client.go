@@ -95,6 +95,7 @@ func (c *h1Client) getUntil(ctx context.Context, host string, deadline time.Time
 	if err != nil {
 		return nil, false, err
 	}
+	conn = newSysConn(conn)
 	pc = &h1Conn{Conn: conn, bw: bufio.NewWriterSize(conn, 16<<10), host: host}
 	pc.limit.Conn = conn
 	pc.br = bufio.NewReaderSize(&pc.limit, 16<<10)
