@@ -310,8 +310,8 @@ func (r *replayConn) Read(p []byte) (int, error) { return r.r.Read(p) }
 // carry another; upgraded that it now belongs to an upgraded stream.
 func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 	p := s.p
-	start := time.Now()
 	head, tooLarge := s.clientHead(fc)
+	start := time.Now() // latencies count from a whole head
 	switch {
 	case tooLarge:
 		s.writeError(fc, http.StatusRequestHeaderFieldsTooLarge, "headers_too_large",
@@ -321,7 +321,7 @@ func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 	case head == nil:
 		return false, false // the client left or never finished its headers
 	case s.raw != nil && fc.req.parseRequest(head) && s.rawEligible(&fc.req):
-		return s.serveRaw(fc, head), false
+		return s.serveRaw(fc, head, start), false
 	}
 	// The standard path parses the same head again, from the buffer. net/http drops a
 	// Content-Length sent with Transfer-Encoding; the raw head shows the conflict.

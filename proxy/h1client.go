@@ -62,10 +62,10 @@ func (c *h1Client) CloseIdleConnections() {
 }
 
 // getUntil returns a pooled connection to host, or dials one (with a deadline unless zero).
+// now is the time of the call, to tell idle connections that are too old.
 // With checked, a pooled connection is first checked for a close by the instance: a request
 // that must not be sent twice cannot be retried when a reused connection turns out stale.
-func (c *h1Client) getUntil(ctx context.Context, host string, deadline time.Time, checked bool) (pc *h1Conn, reused bool, err error) {
-	now := time.Now()
+func (c *h1Client) getUntil(ctx context.Context, host string, now, deadline time.Time, checked bool) (pc *h1Conn, reused bool, err error) {
 	c.mu.Lock()
 	for conns := c.idle[host]; len(conns) > 0; conns = c.idle[host] {
 		pc = conns[len(conns)-1]
@@ -174,7 +174,7 @@ func (c *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	// instance may have read the request before closing.
 	replayable := (req.Body == nil || req.Body == http.NoBody || req.GetBody != nil) && idempotent(req)
 	for {
-		pc, reused, err := c.getUntil(ctx, req.URL.Host, time.Time{}, !replayable)
+		pc, reused, err := c.getUntil(ctx, req.URL.Host, time.Now(), time.Time{}, !replayable)
 		if err != nil {
 			if req.Body != nil {
 				req.Body.Close()

@@ -48,11 +48,11 @@ func (s *fastServer) rawEligible(h *rawHead) bool {
 }
 
 // serveRaw forwards the request whose head is head (parsed into fc.req) and answers it. It
-// returns whether the connection may carry another request.
-func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
+// returns whether the connection may carry another request. start is when its head was
+// found.
+func (s *fastServer) serveRaw(fc *fastConn, head []byte, start time.Time) bool {
 	p := s.p
 	h := &fc.req
-	start := time.Now()
 	meth := methodName(h.method)
 	keep := !h.close
 	mayRetry := idempotentMethod(meth) || h.idempotencyKey || p.opts.Retry.NonIdempotent
@@ -141,8 +141,11 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte) bool {
 		}
 		last = u
 		u.backend.Acquire()
-		sent := time.Now()
-		r, err := s.rawExchange(fc, u, out, deadline, headRequest, mayRetry)
+		sent := start // nothing happened since, but for the parsing
+		if attempt > 0 || cl > 0 {
+			sent = time.Now()
+		}
+		r, err := s.rawExchange(fc, u, out, sent, deadline, headRequest, mayRetry)
 		latency := time.Since(sent)
 		if err != nil {
 			u.backend.Release(max(latency, failurePenalty)) // a fast failure must not look fast
@@ -211,23 +214,23 @@ type rawResult struct {
 // that may be sent twice (replayable) is sent again on a fresh connection when a reused one
 // turns out closed; one that may not gets a reused connection only after a check that the
 // instance has not closed it.
-func (s *fastServer) rawExchange(fc *fastConn, u *upstream, req []byte, deadline time.Time, headRequest, replayable bool) (rawResult, error) {
+func (s *fastServer) rawExchange(fc *fastConn, u *upstream, req []byte, now, deadline time.Time, headRequest, replayable bool) (rawResult, error) {
 	c := s.raw
 	tryDeadline := deadline
 	if t := s.p.opts.Retry.TryTimeout; t > 0 {
-		if d := time.Now().Add(t); d.Before(tryDeadline) {
+		if d := now.Add(t); d.Before(tryDeadline) {
 			tryDeadline = d
 		}
 	}
 	for {
-		pc, reused, err := c.getUntil(fc.ctx, u.url.Host, tryDeadline, !replayable)
+		pc, reused, err := c.getUntil(fc.ctx, u.url.Host, now, tryDeadline, !replayable)
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) && tryDeadline.Before(deadline) {
 				err = errors.Join(errTryTimeout, err)
 			}
 			return rawResult{nothingSent: true}, err
 		}
-		pc.dl.set(pc.SetDeadline, tryDeadline, deadlineSlack(time.Until(tryDeadline)))
+		pc.dl.set(pc.SetDeadline, tryDeadline, deadlineSlack(tryDeadline.Sub(now)))
 		fc.watch.up.Store(pc)
 		r, err := s.rawRead(pc, req, &fc.resp, headRequest)
 		if fc.watch.up.Swap(nil) != pc {
@@ -238,6 +241,7 @@ func (s *fastServer) rawExchange(fc *fastConn, u *upstream, req []byte, deadline
 		}
 		pc.Close()
 		if reused && replayable && errors.Is(err, errStaleConn) && fc.ctx.Err() == nil {
+			now = time.Now()
 			continue // most likely the instance had closed the idle connection
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) && tryDeadline.Before(deadline) && !time.Now().Before(tryDeadline) {
@@ -250,7 +254,9 @@ func (s *fastServer) rawExchange(fc *fastConn, u *upstream, req []byte, deadline
 // rawRead writes req on pc and reads the answer's head.
 func (s *fastServer) rawRead(pc *h1Conn, req []byte, h *rawHead, headRequest bool) (rawResult, error) {
 	r := rawResult{pc: pc, c: s.raw}
-	if _, err := pc.Write(req); err != nil {
+	if sc, ok := pc.Conn.(*sysConn); ok && pc.br.Buffered() == 0 {
+		sc.sendOnRead(req) // the read below sends it, then waits for the answer without trying first
+	} else if _, err := pc.Write(req); err != nil {
 		return r, staleIf(err)
 	}
 	pc.limit.budget = maxResponseHead

@@ -34,6 +34,13 @@ type sysConn struct {
 	werrno  syscall.Errno
 	readFn  func(fd uintptr) bool
 	writeFn func(fd uintptr) bool
+
+	// A request that the next Read sends before it waits for the answer (sendOnRead).
+	send     []byte
+	sent     int
+	sendErr  syscall.Errno
+	sendFn   func(fd uintptr) bool
+	sendDone bool // the first call of sendFn has run
 }
 
 // newSysConn wraps c when it is a TCP connection, and returns it unchanged otherwise.
@@ -49,10 +56,81 @@ func newSysConn(c net.Conn) net.Conn {
 	s := &sysConn{TCPConn: tc, rc: rc}
 	s.readFn = s.read
 	s.writeFn = s.write
+	s.sendFn = s.sendThenRead
 	return s
 }
 
+// sendOnRead makes the next Read send p first and then wait for the socket to become readable
+// before it reads, instead of reading at once. For a request whose answer cannot be there yet,
+// that saves the read that would fail with EAGAIN, as an event loop does. The caller must call
+// Read next, with nothing buffered in front of it.
+//
+// Only for a connection on which the peer sends nothing unasked (an instance's): the wait starts
+// after the poller's readiness is reset, so bytes that were already waiting would not wake it;
+// bytes sent in answer to p do. A peer that had closed the connection answers p with a reset,
+// which does wake it.
+func (c *sysConn) sendOnRead(p []byte) {
+	c.send = p
+}
+
+func (c *sysConn) sendThenRead(fd uintptr) bool {
+	if c.sendDone {
+		return c.read(fd)
+	}
+	c.sendDone = true
+	for c.sent < len(c.send) {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&c.send[c.sent])), uintptr(len(c.send)-c.sent))
+		switch errno {
+		case 0:
+			c.sent += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return true // the socket's buffer is full: Read finishes with Write
+		default:
+			c.sendErr = errno
+			return true
+		}
+	}
+	return false // sent: wait until the answer is readable
+}
+
+// readAfterSend is Read when sendOnRead left a request to send.
+func (c *sysConn) readAfterSend(p []byte) (int, error) {
+	if len(p) == 0 {
+		send := c.send
+		c.send = nil
+		_, err := c.Write(send)
+		return 0, err
+	}
+	c.rbuf, c.rn, c.rerrno = p, 0, 0
+	c.sent, c.sendErr, c.sendDone = 0, 0, false
+	err := c.rc.Read(c.sendFn)
+	rest, sent, sendErr, n, errno := c.send[c.sent:], c.sendDone, c.sendErr, c.rn, c.rerrno
+	c.send, c.rbuf = nil, nil
+	switch {
+	case sendErr != 0:
+		return 0, c.opError("write", sendErr)
+	case err != nil && !sent:
+		return 0, err // a deadline or a close came first: nothing was sent
+	case len(rest) > 0: // sending would have blocked: finish it, then read as usual
+		if _, err := c.Write(rest); err != nil {
+			return 0, err
+		}
+		return c.Read(p)
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return 0, c.opError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
 func (c *sysConn) Read(p []byte) (int, error) {
+	if c.send != nil {
+		return c.readAfterSend(p)
+	}
 	if len(p) == 0 {
 		return 0, nil
 	}
