@@ -364,10 +364,12 @@ func (s *fastServer) rawRelay(fc *fastConn, r *rawResult, keep bool, meth string
 	}
 	bw.WriteString("\r\n")
 	r.pc.br.Discard(len(r.head))
-	if r.body > 0 {
-		if r.body > int64(r.pc.br.Buffered()) {
-			r.pc.dl.set(r.pc.SetDeadline, time.Time{}, 0) // the body may take as long as it needs, as on the standard path
-		}
+	if r.body > 0 && r.body <= int64(r.pc.br.Buffered()) {
+		b, _ := r.pc.br.Peek(int(r.body)) // the usual case: the whole body came with the head
+		bw.Write(b)
+		r.pc.br.Discard(len(b))
+	} else if r.body > 0 {
+		r.pc.dl.set(r.pc.SetDeadline, time.Time{}, 0) // the body may take as long as it needs, as on the standard path
 		if n, err := io.CopyN(bw, r.pc.br, r.body); err != nil {
 			if n < r.body {
 				r.keep = false
