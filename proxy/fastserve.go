@@ -494,7 +494,7 @@ type clientWatch struct {
 func newClientWatch(fc *fastConn) *clientWatch {
 	w := &clientWatch{fc: fc}
 	w.state.Store(2)
-	if sc, ok := fc.c.(syscall.Conn); ok {
+	if sc, ok := fc.c.(syscall.Conn); ok && canPeek {
 		if raw, err := sc.SyscallConn(); err == nil {
 			w.raw = raw
 			w.timer = time.AfterFunc(time.Hour, w.fire)
@@ -519,10 +519,9 @@ func (w *clientWatch) fire() {
 	if !w.state.CompareAndSwap(0, 1) {
 		return // disarmed before the delay ran out
 	}
-	var buf [1]byte
 	gone := false
 	w.raw.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		n, err := peekSocket(fd)
 		switch {
 		case err == syscall.EAGAIN || err == syscall.EINTR:
 			return false // nothing yet: wait until the socket is readable

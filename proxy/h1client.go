@@ -106,7 +106,7 @@ func (c *h1Client) getUntil(ctx context.Context, host string, now, deadline time
 // nobody asked for: one non-blocking peek at the socket.
 func (pc *h1Conn) peerGone() bool {
 	sc, ok := pc.Conn.(syscall.Conn)
-	if !ok {
+	if !ok || !canPeek {
 		return false
 	}
 	raw, err := sc.SyscallConn()
@@ -115,8 +115,7 @@ func (pc *h1Conn) peerGone() bool {
 	}
 	gone := false
 	err = raw.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		n, err := peekSocket(fd)
 		gone = n > 0 || (n == 0 && err == nil) || (err != nil && err != syscall.EAGAIN && err != syscall.EINTR)
 		return true
 	})
