@@ -45,7 +45,7 @@ func FuzzServeConn(f *testing.F) {
 		s.wg.Add(1)
 		done := make(chan struct{})
 		go func() {
-			s.serveConn(context.Background(), server)
+			s.serveConn(context.Background(), newSysConn(server)) // as serveFast's accept loop does
 			close(done)
 		}()
 		client.Write(data)
