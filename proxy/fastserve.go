@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/shoal-sh/shoal/balancer"
 )
 
@@ -91,6 +93,8 @@ type fastConn struct {
 	st       reqState
 	key      uint64 // the client's hash for ip_hash
 	clientIP string
+	status   int    // the status of the answer to the current request, for its span
+	traced   []byte // the raw lane's request to the instance with this attempt's trace context
 }
 
 func newFastServer(p *Proxy, so ServerOptions) *fastServer {
@@ -391,6 +395,12 @@ func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 		out.Header["User-Agent"] = []string{""} // no Go default User-Agent upstream
 	}
 	setForwarded(out.Header, remote, in.Host)
+	if p.tracer != nil {
+		ctx, span := p.tracer.server(out.Context(), propagation.HeaderCarrier(in.Header), in.Method, in.URL.Path, in.Host, fc.clientIP)
+		out = out.WithContext(ctx)
+		fc.status = 0
+		defer func() { endServer(span, fc.status) }()
+	}
 
 	fc.watch.arm()
 	resp, err := roundTripper{p}.RoundTrip(out)
@@ -402,12 +412,14 @@ func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 	}
 	if err != nil && fc.ctx.Err() != nil {
 		// The client left while its request waited: nobody to answer (nginx logs this as 499).
+		fc.status = 499
 		p.metrics.observe(req.Method, 499, id, time.Since(start))
 		return false, false
 	}
 	if err != nil {
 		return s.failRequest(fc, err, req.Method, req.URL.Path, id, start, keep), false
 	}
+	fc.status = resp.StatusCode
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		s.upgrade(fc, resp)
 		p.metrics.observe(req.Method, resp.StatusCode, id, time.Since(start))
@@ -431,6 +443,7 @@ func (s *fastServer) failRequest(fc *fastConn, err error, method, path, id strin
 			"path", path, "detail", pe.msg)
 	}
 	keep = keep && !s.draining.Load() && pe.status != http.StatusRequestEntityTooLarge
+	fc.status = pe.status
 	s.writeError(fc, pe.status, pe.code, pe.msg, pe.instance, !keep)
 	p.metrics.observe(method, pe.status, id, time.Since(start))
 	return keep

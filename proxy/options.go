@@ -55,6 +55,9 @@ type Options struct {
 	// WrapTransport, when set, wraps the transport of every attempt: tracing puts a client span
 	// around each hop and injects its trace context (telemetry.Tracing.Transport).
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Tracing, when set, traces every request and every attempt (see Tracing). Prefer it to
+	// WrapTransport and ServerOptions.Middleware for tracing: those turn the raw lane off.
+	Tracing *Tracing
 }
 
 // HealthCheck configures active health checks.

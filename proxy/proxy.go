@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shoal-sh/shoal/balancer"
 	"github.com/shoal-sh/shoal/discovery"
@@ -37,6 +39,7 @@ type Proxy struct {
 	retry     *resilience.Retry
 	budget    *resilience.Budget
 	affinity  *balancer.Affinity
+	tracer    *tracer // nil: not tracing (Options.Tracing)
 
 	eligible balancer.Picker // healthy, not ejected, not draining
 	fallback balancer.Picker // not draining: panic mode, when nothing is eligible
@@ -88,6 +91,7 @@ func New(opts Options) (*Proxy, error) {
 		budget:   resilience.NewBudget(opts.Retry.Budget, 10, 10*time.Second, opts.Clock),
 		eligible: eligible, fallback: fallback,
 		ups: map[string]*upstream{}, ctx: ctx, cancel: cancel,
+		tracer: newTracer(opts.Tracing),
 	}
 	if p.transport == nil {
 		p.transport = newUpstreamTransport(opts.H2C)
@@ -161,7 +165,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st := p.newReqState(r.RemoteAddr, r)
 	sw := &statusWriter{ResponseWriter: w}
-	p.rp.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	ctx := r.Context()
+	var span trace.Span
+	if p.tracer != nil {
+		ctx, span = p.tracer.server(ctx, propagation.HeaderCarrier(r.Header), r.Method, r.URL.Path, r.Host, clientIP(r.RemoteAddr))
+	}
+	p.rp.ServeHTTP(sw, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
 	id := ""
 	if st.chosen != nil {
 		id = st.chosen.id
@@ -169,6 +178,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status := sw.status
 	if status == 0 {
 		status = http.StatusOK
+	}
+	if span != nil {
+		endServer(span, status)
 	}
 	p.metrics.observe(r.Method, status, id, time.Since(start))
 }

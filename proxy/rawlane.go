@@ -9,6 +9,8 @@ import (
 	"os"
 	"slices"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The raw lane: the HTTP/1.1 serving loop's path for ordinary requests.
@@ -57,6 +59,20 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte, start time.Time) bool {
 	keep := !h.close
 	mayRetry := idempotentMethod(meth) || h.idempotencyKey || p.opts.Retry.NonIdempotent
 	headRequest := meth == http.MethodHead
+	var sctx context.Context // the request's span, when tracing
+	if p.tracer != nil {
+		var span trace.Span
+		path, _, _ := bytes.Cut(h.target, []byte("?"))
+		sctx, span = p.tracer.server(fc.ctx, rawCarrier{h}, meth, string(path), string(h.host), fc.clientIP)
+		fc.status = 0
+		defer func() { endServer(span, fc.status) }()
+		for i := 0; i < h.n; i++ { // each attempt sends its own trace context instead
+			if hd := &h.headers[i]; !hd.drop && slices.ContainsFunc(traceHeaders, func(n string) bool { return asciiEqualFold(hd.name, n) }) {
+				hd.drop = true
+				h.dropped++
+			}
+		}
+	}
 
 	// The request to the instance: the head with hop-by-hop and forwarding headers replaced,
 	// then the body. Built before the client's buffer moves on: head points into it.
@@ -82,7 +98,8 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte, start time.Time) bool {
 	out = append(out, "\r\nX-Forwarded-Host: "...)
 	out = append(out, h.host...)
 	out = append(out, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
-	pinned := "" // the instance a valid affinity cookie names
+	headEnd := len(out) - 2 // where the empty line starts: trace context goes in front of it
+	pinned := ""            // the instance a valid affinity cookie names
 	if p.affinity != nil {
 		if v := cookieValue(h, p.affinity.Name()); v != nil {
 			pinned, _ = p.affinity.Verify(string(v))
@@ -102,6 +119,7 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte, start time.Time) bool {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !isTimeout(err) {
 				s.writeError(fc, http.StatusBadRequest, "body_unreadable", "the request body could not be read: "+err.Error(), "", true)
 			}
+			fc.status = http.StatusBadRequest
 			p.metrics.observe(meth, http.StatusBadRequest, "", time.Since(start))
 			return false
 		}
@@ -145,7 +163,18 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte, start time.Time) bool {
 		if attempt > 0 || cl > 0 {
 			sent = time.Now()
 		}
-		r, err := s.rawExchange(fc, u, out, sent, deadline, headRequest, mayRetry)
+		req := out
+		var hop trace.Span
+		if sctx != nil {
+			lc := &lineCarrier{b: append(fc.traced[:0], out[:headEnd]...)}
+			hop = p.tracer.hop(sctx, lc, meth, u)
+			fc.traced = append(lc.b, out[headEnd:]...)
+			req = fc.traced
+		}
+		r, err := s.rawExchange(fc, u, req, sent, deadline, headRequest, mayRetry)
+		if hop != nil {
+			endHop(hop, r.status, err)
+		}
 		latency := time.Since(sent)
 		if err != nil {
 			u.backend.Release(max(latency, failurePenalty)) // a fast failure must not look fast
@@ -153,6 +182,7 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte, start time.Time) bool {
 				if u.breaker != nil {
 					u.breaker.Release(ticket) // the client left: not the instance's fault
 				}
+				fc.status = 499
 				p.metrics.observe(meth, 499, u.id, time.Since(start))
 				return false
 			}
@@ -182,12 +212,14 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte, start time.Time) bool {
 			setCookie = (&http.Cookie{Name: p.affinity.Name(), Value: p.affinity.Sign(u.cookie), Path: "/",
 				HttpOnly: true, SameSite: http.SameSiteLaxMode}).String()
 		}
+		fc.status = r.status
 		keep = s.rawRelay(fc, &r, keep, meth, out[:targetEnd], setCookie)
 		u.backend.Release(latency)
 		p.metrics.observeInstance(u, meth, r.status, time.Since(start))
 		return keep
 	}
 	if fc.ctx.Err() != nil {
+		fc.status = 499
 		p.metrics.observe(meth, 499, "", time.Since(start)) // the client left while a retry waited
 		return false
 	}

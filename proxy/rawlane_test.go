@@ -151,6 +151,24 @@ func TestRawLane_PipelinedWithBodies(t *testing.T) {
 // requests; the connection is closed when it returns false.
 func rawBackend(t testing.TB, serve func(c net.Conn, req *http.Request) bool) *backend {
 	t.Helper()
+	return connBackend(t, "raw", func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			if !serve(c, req) {
+				return
+			}
+		}
+	})
+}
+
+// connBackend is an instance that hands each connection to handle, and closes it after.
+func connBackend(t testing.TB, id string, handle func(c net.Conn)) *backend {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -164,21 +182,11 @@ func rawBackend(t testing.TB, serve func(c net.Conn, req *http.Request) bool) *b
 			}
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					if !serve(c, req) {
-						return
-					}
-				}
+				handle(c)
 			}()
 		}
 	}()
-	return &backend{id: "raw", addr: ln.Addr().String(), hosts: map[string]int{}}
+	return &backend{id: id, addr: ln.Addr().String(), hosts: map[string]int{}}
 }
 
 // cannedAnswers adapts answer, which gives the bytes for a path and whether to close after

@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/shoal-sh/shoal/balancer"
 	"github.com/shoal-sh/shoal/resilience"
 )
@@ -172,10 +175,21 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		req = req.WithContext(tryCtx)
 
 		u.backend.Acquire()
+		var hop trace.Span
+		if p.tracer != nil {
+			hop = p.tracer.hop(req.Context(), propagation.HeaderCarrier(req.Header), req.Method, u)
+		}
 		start := time.Now()
 		resp, err := p.transport.RoundTrip(req)
 		if tryTimer != nil {
 			tryTimer.Stop()
+		}
+		if hop != nil {
+			status := 0
+			if resp != nil {
+				status = resp.StatusCode
+			}
+			endHop(hop, status, err)
 		}
 		latency := time.Since(start)
 

@@ -38,14 +38,14 @@ func newLogger(w io.Writer, debug bool) *slog.Logger {
 // asks for it: a server span per request joined to the client's trace and a client span per
 // attempt, whose context the instance receives. Without an exporter the proxy passes the
 // client's traceparent through untouched and pays nothing.
-func proxyTracing(ctx context.Context, c *config.Config, popts *proxy.Options, so *proxy.ServerOptions, log *slog.Logger) (shutdown func(), err error) {
+func proxyTracing(ctx context.Context, c *config.Config, popts *proxy.Options, log *slog.Logger) (shutdown func(), err error) {
 	tr, err := telemetry.NewTracing(ctx, telemetry.TracingOptions{Service: c.Name + "-proxy", Version: version()})
 	if err != nil {
 		return nil, fmt.Errorf("setting up tracing: %w", err)
 	}
 	if tr.Exporting() {
-		popts.WrapTransport = tr.Transport
-		so.Middleware = tr.Middleware
+		// The proxy makes the spans itself, so its raw lane stays on (proxy.Tracing).
+		popts.Tracing = &proxy.Tracing{Provider: tr.Provider(), Propagator: tr.Propagator()}
 		log.Info("tracing the proxy hop to the OTLP endpoint", "service", c.Name+"-proxy")
 	}
 	return func() {

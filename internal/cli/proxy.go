@@ -69,7 +69,7 @@ checks, a circuit breaker per instance, retries within a budget, and a graceful 
 				MaxHeaderBytes: c.Server.MaxHeaderBytes,
 				DrainTimeout:   c.Scaling.Instances.Shutdown.DrainTimeout.D(),
 			}
-			stopTracing, err := proxyTracing(cmd.Context(), c, &opts, &so, log)
+			stopTracing, err := proxyTracing(cmd.Context(), c, &opts, log)
 			if err != nil {
 				return err
 			}

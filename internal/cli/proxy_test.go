@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,4 +147,87 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestProxyCommand_TracesToOTLP runs `shoal proxy` with an OTLP endpoint: the instance gets the
+// client's trace with the proxy's attempt as parent, and on shutdown the proxy's spans (its
+// server span and the attempt's client span, in the client's trace) reach the collector.
+func TestProxyCommand_TracesToOTLP(t *testing.T) {
+	var mu sync.Mutex
+	var exported []byte
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		exported = append(exported, b...)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer collector.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	t.Setenv("OTEL_SDK_DISABLED", "")
+	t.Setenv("OTEL_TRACES_EXPORTER", "")
+
+	got := make(chan string, 1)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			got <- r.Header.Get("Traceparent")
+		}
+	}))
+	defer be.Close()
+	listen := freeAddr(t)
+	path := filepath.Join(t.TempDir(), "shoal.yml")
+	cfg := fmt.Sprintf("name: demo\nscaling:\n  service_discovery:\n    method: static\n    static:\n      instances:\n        - {url: %q}\n", be.URL)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	a := &app{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) (string, bool) { return "", false }}
+	done := make(chan int, 1)
+	go func() {
+		done <- a.run(ctx, []string{"proxy", "-f", path, "--listen", listen, "--metrics-listen", freeAddr(t)})
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", listen); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy did not start: %s", errb.String())
+		}
+	}
+
+	const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	req, _ := http.NewRequest("GET", "http://"+listen+"/", nil)
+	req.Header.Set("Traceparent", "00-"+clientTrace+"-00f067aa0ba902b7-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if hop := <-got; len(hop) != 55 || hop[3:35] != clientTrace || hop[36:52] == "00f067aa0ba902b7" {
+		t.Fatalf("the instance got traceparent %q; want the client's trace with the proxy's span as parent", hop)
+	}
+	cancel() // shutting down flushes the spans
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("proxy did not stop")
+	}
+	if !strings.Contains(errb.String(), "tracing the proxy hop") {
+		t.Errorf("the log does not say that the proxy traces: %s", errb.String())
+	}
+	traceID, _ := hex.DecodeString(clientTrace)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, want := range [][]byte{traceID, []byte("proxy GET"), []byte("demo-proxy"), []byte("http.response.status_code")} {
+		if !bytes.Contains(exported, want) {
+			t.Errorf("the exported spans lack %q", want)
+		}
+	}
 }

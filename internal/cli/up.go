@@ -73,7 +73,7 @@ func (a *app) up(ctx context.Context, c *config.Config, debug, quiet bool) error
 	popts := proxy.FromConfig(c)
 	popts.Logger, popts.Registerer = log, reg
 	so := proxy.ServerOptions{MaxHeaderBytes: c.Server.MaxHeaderBytes, DrainTimeout: c.Scaling.Instances.Shutdown.DrainTimeout.D()}
-	stopTracing, err := proxyTracing(ctx, c, &popts, &so, log)
+	stopTracing, err := proxyTracing(ctx, c, &popts, log)
 	if err != nil {
 		return err
 	}
