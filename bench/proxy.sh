@@ -8,6 +8,8 @@
 #
 #   bash bench/proxy.sh                          # all: direct, shoal, nginx, haproxy, caddy
 #   bash bench/proxy.sh --only shoal,nginx       # a subset
+#   bash bench/proxy.sh --only shoal,shoal-traced # shoal traced (opt-in): OTLP on, TRACE_RATIO (0.01)
+#                                                # sampled; the endpoint refuses, so nothing is exported
 #   DURATION=30s CONNECTIONS=128 bash bench/proxy.sh
 #
 # Environment: DURATION (10s), CONNECTIONS (64), THREADS (2, wrk threads), WARMUP (3s), ROUNDS (1:
@@ -16,7 +18,7 @@
 # up to QUIET_WAIT (30) seconds for them to use at most QUIET (0.10) cores, reports what they used
 # during each run ("other CPU"), and with ROUNDS > 1 leaves disturbed rounds out of the median.
 # Ports (127.0.0.1 only): backends 18091-18093, shoal 18080 (metrics 18081), nginx 18082,
-# haproxy 18083, caddy 18084. Missing tools are installed from Debian's packages (as root, or
+# haproxy 18083, caddy 18084, shoal-traced 18085 (metrics 18086; OTLP endpoint 18087, kept closed). Missing tools are installed from Debian's packages (as root, or
 # with sudo); a proxy that cannot be installed or started is skipped with a message.
 # Nothing runs as a system service, no system config file is read or written, and every process
 # the script starts is stopped when it exits, however it exits.
@@ -27,6 +29,7 @@ usage() {
 }
 
 ALL="direct shoal nginx haproxy caddy"
+OPTIONAL="shoal-traced" # only with --only
 ONLY=""
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -56,9 +59,9 @@ else
 	IFS=', ' read -r -a wanted <<<"$ONLY"
 	for w in "${wanted[@]}"; do
 		[ -n "$w" ] || continue
-		case " $ALL " in
+		case " $ALL $OPTIONAL " in
 		*" $w "*) SELECTED+=("$w") ;;
-		*) echo "proxy.sh: --only: unknown name '$w'; choose from: ${ALL// /,}" >&2; exit 2 ;;
+		*) echo "proxy.sh: --only: unknown name '$w'; choose from: ${ALL// /,},${OPTIONAL// /,}" >&2; exit 2 ;;
 		esac
 	done
 fi
@@ -78,7 +81,9 @@ warn() { printf '!!! %s\n' "$*" >&2; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN="$ROOT/bench/.bin"
 BACKEND_PORTS=(18091 18092 18093)
-declare -A PORT=([direct]=18091 [shoal]=18080 [nginx]=18082 [haproxy]=18083 [caddy]=18084)
+declare -A PORT=([direct]=18091 [shoal]=18080 [nginx]=18082 [haproxy]=18083 [caddy]=18084 [shoal-traced]=18085)
+TRACED_METRICS_PORT=18086
+OTLP_PORT=18087 # nothing listens: spans are made and sampled, and their export fails fast
 SHOAL_METRICS_PORT=18081
 
 # ---------------------------------------------------------------------------------------------
@@ -204,10 +209,11 @@ fi
 # Ports must be free (another run, or another engineer's process, would skew or break this one).
 port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 need_ports=("${BACKEND_PORTS[@]}")
-for name in shoal nginx haproxy caddy; do
+for name in shoal nginx haproxy caddy shoal-traced; do
 	selected "$name" && need_ports+=("${PORT[$name]}")
 done
 selected shoal && need_ports+=("$SHOAL_METRICS_PORT")
+selected shoal-traced && need_ports+=("$TRACED_METRICS_PORT" "$OTLP_PORT")
 for p in "${need_ports[@]}"; do
 	if port_busy "$p"; then
 		echo "proxy.sh: port 127.0.0.1:$p is already in use (by: $(ss -Hltnp "sport = :$p" | sed -n 's/.*users:((\"\([^\"]*\)\".*/\1/p' | head -1)); stop it and run again" >&2
@@ -221,9 +227,11 @@ have go || { echo "proxy.sh: go is required to build shoal and the backend" >&2;
 mkdir -p "$BIN"
 log "building shoal and the backend"
 (cd "$ROOT" && go build -o "$BIN/backend" ./bench/backend)
-if selected shoal && ! (cd "$ROOT" && go build -o "$BIN/shoal" ./cmd/shoal); then
-	SKIP[shoal]="go build ./cmd/shoal failed (see above)"
-	warn "skipping shoal: ${SKIP[shoal]}"
+if { selected shoal || selected shoal-traced; } && ! (cd "$ROOT" && go build -o "$BIN/shoal" ./cmd/shoal); then
+	for name in shoal shoal-traced; do
+		SKIP[$name]="go build ./cmd/shoal failed (see above)"
+		selected "$name" && warn "skipping $name: ${SKIP[$name]}"
+	done
 fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/shoal-bench.XXXXXX")
@@ -345,6 +353,9 @@ start_proxy() { # start_proxy NAME: 0 when started
 	direct) LAST_PID="" ;;
 	shoal) start shoal "$TMP/shoal.log" "$BIN/shoal" proxy -f "$TMP/shoal.yml" \
 		--listen "127.0.0.1:${PORT[shoal]}" --metrics-listen "127.0.0.1:$SHOAL_METRICS_PORT" ;;
+	shoal-traced) start shoal-traced "$TMP/shoal-traced.log" env OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_PORT" \
+		OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG="${TRACE_RATIO:-0.01}" \
+		"$BIN/shoal" proxy -f "$TMP/shoal.yml" --listen "127.0.0.1:${PORT[shoal-traced]}" --metrics-listen "127.0.0.1:$TRACED_METRICS_PORT" ;;
 	nginx) start nginx "$TMP/nginx.log" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" \
 		-e "$TMP/nginx/error.log" -g 'daemon off;' ;;
 	haproxy) start haproxy "$TMP/haproxy.log" haproxy -f "$TMP/haproxy.cfg" -db ;;
@@ -631,22 +642,25 @@ RATIO_LINE=""
 if [ -n "${M_RPS[shoal]:-}" ] && [ -n "${M_RPS[nginx]:-}" ]; then
 	RATIO_LINE="shoal/nginx: req/s $(ratio "${M_RPS[shoal]}" "${M_RPS[nginx]}")x, p99 $(ratio "${M_P99[shoal]}" "${M_P99[nginx]}")x, proxy CPU per request $(ratio "${M_US[shoal]}" "${M_US[nginx]}")x (req/s above 1, p99 and CPU below 1 favour shoal)"
 fi
+if [ -n "${M_RPS[shoal]:-}" ] && [ -n "${M_RPS[shoal-traced]:-}" ]; then
+	RATIO_LINE+="${RATIO_LINE:+; }shoal-traced/shoal: req/s $(ratio "${M_RPS[shoal-traced]}" "${M_RPS[shoal]}")x, proxy CPU per request $(ratio "${M_US[shoal-traced]}" "${M_US[shoal]}")x (sampling ${TRACE_RATIO:-0.01})"
+fi
 CPU_NOTE="On $NPROC cores wrk ($THREADS threads), the proxy under test and the 3 backends compete for the same CPUs: compare the rows with each other, not with a dedicated machine."
 RUN_DESC="wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency after a $WARMUP warm-up"
 if [ "$ROUNDS" != 1 ]; then RUN_DESC+=", $ROUNDS rounds (median of the calm rounds, those in which other processes used at most $QUIET cores; range of all rounds; errors summed)"; fi
 
 echo
-printf '%-9s %10s %10s %10s %8s %10s %10s %10s  %s\n' name "req/s" "p50 ms" "p99 ms" errors "proxy CPU" "us CPU/req" "other CPU" \
+printf '%-12s %10s %10s %10s %8s %10s %10s %10s  %s\n' name "req/s" "p50 ms" "p99 ms" errors "proxy CPU" "us CPU/req" "other CPU" \
 	"$([ "$ROUNDS" = 1 ] || echo "req/s range")"
 for name in "${SELECTED[@]}"; do
 	if [ -z "${M_RPS[$name]:-}" ]; then
-		printf '%-9s %s\n' "$name" "skipped: ${SKIP[$name]:-not run}"
+		printf '%-12s %s\n' "$name" "skipped: ${SKIP[$name]:-not run}"
 		continue
 	fi
 	extra="${NOTE[$name]:-}"
 	if [ "$ROUNDS" != 1 ]; then extra="${RANGE[$name]} ${USED[$name]} $extra"; fi
 	if [ "$ROUNDS" = 1 ] && awk -v o="${M_OTHER[$name]}" -v q="$QUIET" 'BEGIN {exit !(o > q)}'; then extra="disturbed $extra"; fi
-	printf '%-9s %10s %10s %10s %8s %10s %10s %10s  %s\n' "$name" "${M_RPS[$name]}" "${M_P50[$name]}" "${M_P99[$name]}" \
+	printf '%-12s %10s %10s %10s %8s %10s %10s %10s  %s\n' "$name" "${M_RPS[$name]}" "${M_P50[$name]}" "${M_P99[$name]}" \
 		"${M_ERRS[$name]}" "${M_CPU[$name]}" "${M_US[$name]}" "${M_OTHER[$name]}" "$extra"
 done
 echo
