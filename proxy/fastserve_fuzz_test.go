@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // FuzzServeConn feeds arbitrary bytes to the HTTP/1.1 serving loop as a client connection:
@@ -19,14 +21,27 @@ func FuzzServeConn(f *testing.F) {
 	f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc"))
 	f.Add([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
 	f.Add([]byte("GET http://[::1 HTTP/1.1\r\n\r\n"))
-	p, err := New(Options{Logger: slog.New(slog.DiscardHandler)}) // no instances: every request gets a 503
-	if err != nil {
-		f.Fatal(err)
+	f.Add([]byte("GET /a?b HTTP/1.1\r\nHost: x\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n" +
+		"TraceState: a=1,b=2\r\nbaggage: k=v;p=1\r\ntraceparent: junk\r\n\r\n"))
+	// Two proxies, both without instances (every request gets a 503): one traced, one not; the
+	// input's length picks.
+	var servers [2]*fastServer
+	for i := range servers {
+		opts := Options{Logger: slog.New(slog.DiscardHandler)}
+		if i == 1 {
+			tp := sdktrace.NewTracerProvider() // spans are made and sampled, then dropped
+			defer tp.Shutdown(context.Background())
+			opts.Tracing = &Tracing{Provider: tp}
+		}
+		p, err := New(opts)
+		if err != nil {
+			f.Fatal(err)
+		}
+		defer p.Close()
+		servers[i] = newFastServer(p, ServerOptions{MaxHeaderBytes: 4096, ReadHeaderTimeout: time.Second, IdleTimeout: time.Second,
+			DrainTimeout: time.Second})
+		defer servers[i].h2.Close()
 	}
-	defer p.Close()
-	s := newFastServer(p, ServerOptions{MaxHeaderBytes: 4096, ReadHeaderTimeout: time.Second, IdleTimeout: time.Second,
-		DrainTimeout: time.Second})
-	defer s.h2.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		f.Fatal(err)
@@ -42,6 +57,7 @@ func FuzzServeConn(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		s := servers[len(data)%2]
 		s.wg.Add(1)
 		done := make(chan struct{})
 		go func() {
