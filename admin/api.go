@@ -44,6 +44,7 @@ const (
 	CodeInvalidSignature     = "invalid_signature"     // 401: tampered, or signed with another key
 	CodeUnsupportedAlgorithm = "unsupported_algorithm" // 401: alg is not HS256 (none, RS256 …)
 	CodeExpiredToken         = "expired_token"         // 401: exp has passed
+	CodeRevokedToken         = "revoked_token"         // 401: its ID is on the revocation list
 	CodeInvalidToken         = "invalid_token"         // 401: claims missing or not yet valid
 	CodeInsufficientScope    = "insufficient_scope"    // 403: valid token without the scope
 	CodeBadRequest           = "bad_request"           // 400: the body or query is wrong

@@ -82,5 +82,15 @@ func (s *Server) authenticate(r *http.Request) (*Claims, *TokenError) {
 		}
 		return nil, &TokenError{Kind: ErrTokenInvalid, Reason: err.Error(), Err: err}
 	}
+	if s.revoked != nil {
+		revoked, err := s.revoked.Revoked(claims.ID, s.now())
+		switch {
+		case err != nil:
+			return nil, &TokenError{Kind: ErrTokenInvalid, Reason: err.Error(), Err: err}
+		case revoked:
+			return nil, &TokenError{Kind: ErrTokenRevoked, Reason: fmt.Sprintf(
+				"the admin token %s (for %s) was revoked; create a new one with `shoal scaling generate-token`", claims.ID, claims.Subject)}
+		}
+	}
 	return claims, nil
 }

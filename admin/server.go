@@ -48,6 +48,8 @@ type ServerOptions struct {
 	Dashboard http.Handler
 	// Clock tells the time tokens are checked against. Defaults to time.Now.
 	Clock func() time.Time
+	// Revocations, when set, refuses the tokens it lists (see NewRevocations).
+	Revocations *Revocations
 }
 
 // Server is the admin API over a Fleet. It is an http.Handler; serve it on its own listener
@@ -72,6 +74,7 @@ type Server struct {
 	key     Key
 	log     *slog.Logger
 	now     func() time.Time
+	revoked *Revocations // nil: no revocation list
 	mux     *http.ServeMux
 	allowed map[string][]string // path pattern → methods, for 405's Allow
 }
@@ -87,7 +90,7 @@ func NewServer(fleet Fleet, opts ServerOptions) *Server {
 	if opts.Key.IsZero() {
 		panic("admin.NewServer: ServerOptions.Key is empty; load one with admin.LoadKey")
 	}
-	s := &Server{fleet: fleet, key: opts.Key, log: opts.Logger, now: opts.Clock,
+	s := &Server{fleet: fleet, key: opts.Key, log: opts.Logger, now: opts.Clock, revoked: opts.Revocations,
 		mux: http.NewServeMux(), allowed: map[string][]string{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

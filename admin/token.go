@@ -81,6 +81,8 @@ func (e *TokenError) Code() string {
 		return CodeInvalidSignature
 	case ErrTokenExpired:
 		return CodeExpiredToken
+	case ErrTokenRevoked:
+		return CodeRevokedToken
 	default:
 		return CodeInvalidToken
 	}

@@ -57,7 +57,8 @@ the variable, since other users of the machine can see command lines.`,
 	pf.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 	cmd.AddCommand(a.scalingStatusCommand(&f), a.scalingScaleCommand(&f, admin.DirectionUp),
 		a.scalingScaleCommand(&f, admin.DirectionDown), a.scalingRestartCommand(&f), a.scalingHealthCheckCommand(&f),
-		a.scalingMetricsCommand(&f), a.scalingTestLBCommand(&f), a.scalingTokenCommand(&f))
+		a.scalingMetricsCommand(&f), a.scalingTestLBCommand(&f), a.scalingTokenCommand(&f),
+		a.scalingRevokeCommand(&f))
 	return cmd
 }
 
@@ -529,7 +530,7 @@ the other: give both to a person.
 
 The signing key is $SHOAL_ADMIN_KEY (hex or base64, at least 32 bytes), else admin.key in the
 configuration's admin.state_dir, created on first use with 0600 permissions. ` + "`shoal up`" + ` verifies
-with the same key; delete the key file to revoke every token. Use the token as
+with the same key; revoke one token with revoke-token, or delete the key file to revoke them all. Use the token as
   export SHOAL_TOKEN=$(shoal scaling generate-token --scopes scaling:read,scaling:write)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -576,6 +577,49 @@ with the same key; delete the key file to revoke every token. Use the token as
 	cmd.Flags().StringVar(&scopes, "scopes", admin.ScopeRead, "comma-separated scopes: "+strings.Join(admin.KnownScopes(), ", "))
 	cmd.Flags().StringVar(&expiresIn, "expires-in", "7d", "lifetime, e.g. 12h, 7d, 90d")
 	cmd.Flags().StringVar(&subject, "subject", admin.DefaultSubject, "sub claim: who or what the token is for, shown in the admin log")
+	return cmd
+}
+
+func (a *app) scalingRevokeCommand(f *scalingFlags) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   `revoke-token ID [--reason TEXT]`,
+		Short: "Revoke one admin token by its ID, leaving the others valid",
+		Long: `Add a token's ID to the revocation list in the configuration's admin.state_dir
+(` + admin.RevokedFileName + `, next to the signing key). ` + "`shoal up`" + ` refuses the token within a second, with
+401 revoked_token; every other token stays valid. generate-token prints each token's ID ("id …";
+with -o json, "id"). To revoke every token at once, delete the signing key instead.`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("revoke-token takes one token ID, e.g. `shoal scaling revoke-token -f shoal.yml 3f9c…`; generate-token prints it")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.optionalConfig(f)
+			if err != nil {
+				return err
+			}
+			if c == nil {
+				return usagef("revoke-token needs the configuration: pass -f FILE (the revocation list is kept in its admin.state_dir)")
+			}
+			dir := admin.StateDir(c)
+			added, err := admin.RevokeToken(dir, args[0], reason, time.Now())
+			if errors.Is(err, admin.ErrBadTokenID) {
+				return usagef("%s", err)
+			}
+			if err != nil {
+				return err
+			}
+			if !added {
+				fmt.Fprintf(a.stderr, "token %s was already revoked (%s)\n", args[0], filepath.Join(dir, admin.RevokedFileName))
+				return nil
+			}
+			fmt.Fprintf(a.stderr, "revoked token %s: shoal up refuses it within a second (%s)\n", args[0], filepath.Join(dir, admin.RevokedFileName))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, kept as a comment in the revocation list")
 	return cmd
 }
 

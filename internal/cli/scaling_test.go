@@ -559,3 +559,41 @@ func TestNaturalCompare(t *testing.T) {
 		t.Fatal(names)
 	}
 }
+
+// TestScalingRevokeToken revokes one token by the ID generate-token printed: it lands in the
+// state directory's revocation list, which the admin server reads; the other tokens stay.
+func TestScalingRevokeToken(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, "name: demo\nadmin:\n  state_dir: state\n")
+	stateDir := filepath.Join(filepath.Dir(path), "state")
+	var tok struct {
+		ID string `json:"id"`
+	}
+	code, out, errs := run(t, nil, "scaling", "generate-token", "-f", path, "-o", "json")
+	if code != ExitOK || json.Unmarshal([]byte(out), &tok) != nil || tok.ID == "" {
+		t.Fatalf("generate-token: %d %s %s", code, out, errs)
+	}
+	code, _, errs = run(t, nil, "scaling", "revoke-token", "-f", path, tok.ID, "--reason", "pasted in a ticket")
+	if code != ExitOK || !strings.Contains(errs, "revoked token "+tok.ID) {
+		t.Fatalf("revoke-token: %d %s", code, errs)
+	}
+	if code, _, errs = run(t, nil, "scaling", "revoke-token", "-f", path, tok.ID); code != ExitOK || !strings.Contains(errs, "already revoked") {
+		t.Fatalf("revoking again: %d %s", code, errs)
+	}
+	r := admin.NewRevocations(stateDir)
+	if revoked, err := r.Revoked(tok.ID, time.Now()); !revoked || err != nil {
+		t.Fatalf("the admin server's list does not revoke %s: %v, %v", tok.ID, revoked, err)
+	}
+	if revoked, _ := r.Revoked("another", time.Now()); revoked {
+		t.Fatal("a token that was not named is revoked")
+	}
+	for _, args := range [][]string{
+		{"scaling", "revoke-token", "-f", path},              // no ID
+		{"scaling", "revoke-token", "-f", path, "two words"}, // not an ID
+		{"scaling", "revoke-token", tok.ID},                  // no configuration: no state directory
+	} {
+		if code, _, errs := run(t, map[string]string{}, args...); code != ExitInvalid || errs == "" {
+			t.Errorf("%q: exit %d %q; want %d with a message", args, code, errs, ExitInvalid)
+		}
+	}
+}

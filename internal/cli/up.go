@@ -165,6 +165,7 @@ func (a *app) up(ctx context.Context, c *config.Config, debug, quiet bool) error
 	}
 	adminHandler := admin.NewServer(fl, admin.ServerOptions{
 		Key: key, Logger: log, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), Dashboard: dashboard.Handler(),
+		Revocations: admin.NewRevocations(stateDir),
 	})
 	asrv := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 10 * time.Second}
 	go asrv.Serve(aln)

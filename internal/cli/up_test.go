@@ -25,6 +25,7 @@ import (
 // upHarness runs `shoal up` in-process on the real quickstart example.
 type upHarness struct {
 	proxyURL, adminURL, token string
+	path                      string // the configuration
 	vars                      map[string]string
 	cancel                    context.CancelFunc
 	done                      chan int
@@ -72,7 +73,7 @@ scaling:
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &upHarness{proxyURL: "http://" + proxyAddr, adminURL: "http://" + adminAddr, token: token,
+	h := &upHarness{proxyURL: "http://" + proxyAddr, adminURL: "http://" + adminAddr, token: token, path: path,
 		vars: map[string]string{"SHOAL_ADMIN_KEY": hex.EncodeToString(secret)}, done: make(chan int, 1),
 		out: &syncBuffer{}, errb: &syncBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -220,6 +221,28 @@ func TestUp_QuickstartEndToEnd(t *testing.T) {
 	var pids []int
 	for _, in := range h.status(t).Instances {
 		pids = append(pids, in.PID)
+	}
+
+	// The token revoked by its ID: shoal up refuses it within a second, and the CLI says why.
+	key, err := admin.LoadKey("", func(k string) (string, bool) { v, ok := h.vars[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := admin.VerifyToken(key, h.token, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := run(t, h.vars, "scaling", "revoke-token", "-f", h.path, claims.ID); code != ExitOK {
+		t.Fatalf("revoke-token: %d %s", code, errs)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, _, errs := run(t, h.vars, "scaling", "status", "--admin", h.adminURL, "--token", h.token)
+		if code != ExitOK && strings.Contains(errs, "was revoked") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shoal up still accepts the revoked token: %d %s", code, errs)
+		}
 	}
 	h.stop(t)
 	for _, pid := range pids {
