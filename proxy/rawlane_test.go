@@ -535,3 +535,31 @@ func TestRawLane_AffinityWithALargeBody(t *testing.T) {
 		}
 	}
 }
+
+// A GET sent on a pooled connection that the instance had closed (sendOnRead writes it, the
+// instance's kernel answers with a reset) is sent again on a new connection: the client sees
+// nothing, and the instance gets each GET once.
+func TestRawLane_GETOnAClosedPooledConnection(t *testing.T) {
+	t.Parallel()
+	var gets atomic.Int64
+	closed := make(chan struct{}, 1)
+	short := rawBackend(t, func(c net.Conn, req *http.Request) bool {
+		gets.Add(1)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		c.Close() // without saying so, as an instance with a short keep-alive timeout does
+		closed <- struct{}{}
+		return false
+	})
+	h := startProxy(t, noHealth(Options{}), short)
+	for i := 0; i < 5; i++ {
+		body, resp := get(t, h.url+"/x")
+		if resp.StatusCode != http.StatusOK || body != "ok" {
+			t.Fatalf("GET %d after the instance closed its idle connection: %d %q", i, resp.StatusCode, body)
+		}
+		<-closed
+		time.Sleep(20 * time.Millisecond) // the close reaches the pooled connection
+	}
+	if n := gets.Load(); n != 5 {
+		t.Errorf("the instance got %d GETs, want 5", n)
+	}
+}
