@@ -78,20 +78,11 @@ func (c *sysConn) sendThenRead(fd uintptr) bool {
 		return c.read(fd)
 	}
 	c.sendDone = true
-	for c.sent < len(c.send) {
-		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&c.send[c.sent])), uintptr(len(c.send)-c.sent))
-		switch errno {
-		case 0:
-			c.sent += int(n)
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return true // the socket's buffer is full: Read finishes with Write
-		default:
-			c.sendErr = errno
-			return true
-		}
-	}
-	return false // sent: wait until the answer is readable
+	blocked, errno := writeAll(fd, c.send, &c.sent)
+	c.sendErr = errno
+	// Sent: wait until the answer is readable. Blocked (the socket's buffer is full) or failed:
+	// stop here; Read finishes with Write, or reports the failure.
+	return blocked || errno != 0
 }
 
 // readAfterSend is Read when sendOnRead left a request to send.
@@ -117,14 +108,8 @@ func (c *sysConn) readAfterSend(p []byte) (int, error) {
 			return 0, err
 		}
 		return c.Read(p)
-	case err != nil:
-		return 0, err
-	case errno != 0:
-		return 0, c.opError("read", errno)
-	case n == 0:
-		return 0, io.EOF
 	}
-	return n, nil
+	return c.readResult(n, errno, err)
 }
 
 func (c *sysConn) Read(p []byte) (int, error) {
@@ -138,6 +123,12 @@ func (c *sysConn) Read(p []byte) (int, error) {
 	err := c.rc.Read(c.readFn) // fails on a deadline or a closed connection, as net.Conn's Read
 	n, errno := c.rn, c.rerrno
 	c.rbuf = nil
+	return c.readResult(n, errno, err)
+}
+
+// readResult words a read's outcome as net.Conn's Read does: err from the poller (a deadline,
+// a close), errno from the system call, and 0 bytes as the end of the stream.
+func (c *sysConn) readResult(n int, errno syscall.Errno, err error) (int, error) {
 	switch {
 	case err != nil:
 		return 0, err
@@ -185,20 +176,27 @@ func (c *sysConn) Write(p []byte) (int, error) {
 }
 
 func (c *sysConn) write(fd uintptr) bool {
-	for c.wn < len(c.wbuf) {
-		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&c.wbuf[c.wn])), uintptr(len(c.wbuf)-c.wn))
+	blocked, errno := writeAll(fd, c.wbuf, &c.wn)
+	c.werrno = errno
+	return !blocked // blocked: the socket's buffer is full, so wait until it is writable
+}
+
+// writeAll writes b[*off:] to fd, moving *off on, until it is all written, the socket's
+// buffer is full (blocked), or the call fails (errno).
+func writeAll(fd uintptr, b []byte, off *int) (blocked bool, errno syscall.Errno) {
+	for *off < len(b) {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[*off])), uintptr(len(b)-*off))
 		switch errno {
 		case 0:
-			c.wn += int(n)
+			*off += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			return false // the socket's buffer is full: wait until it is writable
+			return true, 0
 		default:
-			c.werrno = errno
-			return true
+			return false, errno
 		}
 	}
-	return true
+	return false, 0
 }
 
 // opError words a failed call as net.Conn's methods do.
