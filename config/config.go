@@ -256,7 +256,9 @@ type Startup struct {
 	InitialDelay Duration `yaml:"initial_delay" json:"initial_delay"`
 	// ReadinessProbe path; an instance gets traffic only once it answers 2xx. Defaults to "/ready".
 	ReadinessProbe string `yaml:"readiness_probe" json:"readiness_probe"`
-	// LivenessProbe path; failing it unhealthy_threshold times restarts the instance. Defaults to "/health".
+	// LivenessProbe path; failing it unhealthy_threshold times restarts the instance. Point it at
+	// a check of the process itself (/live), not at one that aggregates dependencies (/health):
+	// a database outage would restart every instance. Defaults to "/live".
 	LivenessProbe string `yaml:"liveness_probe" json:"liveness_probe"`
 }
 
@@ -519,7 +521,20 @@ type Deploy struct {
 	// DestinationRule subsets), e.g. 90 to v1 and 10 to v2. Each subset selects the pods whose
 	// version label is its version; the weights add up to 100. Empty means no split.
 	Canary []CanarySubset `yaml:"canary,omitempty" json:"canary,omitempty"`
+	// Autoscaler is what `shoal generate` scales the Deployment with: "hpa" (a
+	// HorizontalPodAutoscaler on CPU and memory), "keda" (a KEDA ScaledObject, which also
+	// expresses the auto_scaling rules on latency, connections and queue depth), or "auto":
+	// keda when an enabled auto_scaling rule needs it, hpa otherwise. Only one is generated,
+	// since two autoscalers for one Deployment fight. Defaults to "auto".
+	Autoscaler string `yaml:"autoscaler,omitempty" json:"autoscaler,omitempty" jsonschema:"enum=auto,enum=hpa,enum=keda"`
 }
+
+// Values of Deploy.Autoscaler.
+const (
+	AutoscalerAuto = "auto"
+	AutoscalerHPA  = "hpa"
+	AutoscalerKEDA = "keda"
+)
 
 // DeployResources are a container's resource requests and limits.
 type DeployResources struct {

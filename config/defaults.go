@@ -115,7 +115,7 @@ func (i *Instances) setDefaults() {
 func (s *Startup) setDefaults() {
 	s.InitialDelay = Duration(30 * time.Second)
 	s.ReadinessProbe = "/ready"
-	s.LivenessProbe = "/health"
+	s.LivenessProbe = "/live"
 }
 
 func (s *Shutdown) setDefaults() {
@@ -174,7 +174,10 @@ func (j *Jobs) setDefaults() {
 
 func (s *Schedule) setDefaults() { s.Queue = "default" }
 
-func (d *Deploy) setDefaults() { d.Prometheus = "http://prometheus.monitoring:9090" }
+func (d *Deploy) setDefaults() {
+	d.Prometheus = "http://prometheus.monitoring:9090"
+	d.Autoscaler = AutoscalerAuto
+}
 
 func (r *DeployResources) setDefaults() {
 	r.Requests = ResourceAmounts{CPU: "100m", Memory: "128Mi"}

@@ -400,6 +400,33 @@ func TestStarter_IsValid(t *testing.T) {
 	if _, err := config.ParseAll(config.Starter("My Service"), "shoal.yml", config.Options{LookupEnv: env(nil)}); err != nil {
 		t.Fatalf("the starter written by shoal init must be valid: %v", err)
 	}
+	// The package form, so shoal builds once and samples the service's own process, not a
+	// `go run` wrapper; liveness on /live, which does not aggregate dependencies.
+	c, err := config.Parse(config.Starter("svc"), "shoal.yml", config.Options{LookupEnv: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []string(c.App.Command); len(got) != 1 || got[0] != "." {
+		t.Errorf("the starter's app.command is %q; want the package form \".\"", got)
+	}
+	if st := c.Scaling.Instances.Startup; st.LivenessProbe != "/live" || st.ReadinessProbe != "/ready" {
+		t.Errorf("the starter's probes are readiness %s, liveness %s; want /ready and /live", st.ReadinessProbe, st.LivenessProbe)
+	}
+}
+
+func TestDefaults_LivenessIsLive(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte("name: svc\n"), "shoal.yml", config.Options{LookupEnv: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Scaling.Instances.Startup.LivenessProbe != "/live" || c.Deploy.Autoscaler != config.AutoscalerAuto {
+		t.Errorf("defaults: liveness_probe %q, deploy.autoscaler %q", c.Scaling.Instances.Startup.LivenessProbe, c.Deploy.Autoscaler)
+	}
+	_, err = config.Parse([]byte("name: svc\ndeploy: {autoscaler: both}\n"), "shoal.yml", config.Options{LookupEnv: env(nil)})
+	if err == nil || !strings.Contains(err.Error(), "use auto, hpa or keda") {
+		t.Errorf("deploy.autoscaler: both = %v; want it refused", err)
+	}
 }
 
 func TestParseDuration(t *testing.T) {

@@ -375,6 +375,11 @@ func (c *Config) validateDeploy(bad func(path, format string, args ...any)) {
 	if d.Prometheus != "" {
 		checkURL(bad, "deploy.prometheus", d.Prometheus, []string{"http", "https"})
 	}
+	switch d.Autoscaler {
+	case AutoscalerAuto, AutoscalerHPA, AutoscalerKEDA:
+	default:
+		bad("deploy.autoscaler", "%q is not an autoscaler; use auto, hpa or keda", d.Autoscaler)
+	}
 	total, seen := 0, map[string]int{}
 	for i, s := range d.Canary {
 		p := fmt.Sprintf("deploy.canary[%d]", i)
