@@ -42,6 +42,18 @@ type Server struct {
 	// MaxBodyBytes is the largest request body accepted; larger ones get 413. 0 means no limit.
 	// Defaults to 10485760 (10 MiB).
 	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes"`
+	// ReadHeaderTimeout is how long a client may take to send a request's headers, from its
+	// first byte; slower clients are disconnected. Defaults to 10s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout" json:"read_header_timeout"`
+	// ReadBodyTimeout and MinBodyRate bound how slowly a client may send a request body: after
+	// n bytes it may have kept shoal waiting read_body_timeout + n/min_body_rate in all, else it
+	// gets 408. ReadBodyTimeout defaults to 10s.
+	ReadBodyTimeout Duration `yaml:"read_body_timeout" json:"read_body_timeout"`
+	// MinBodyRate in bytes per second, see read_body_timeout; 0 turns the rate off. Defaults to 1024.
+	MinBodyRate int64 `yaml:"min_body_rate" json:"min_body_rate"`
+	// IdleTimeout closes a keep-alive connection that carries no request for this long.
+	// Defaults to 120s.
+	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout"`
 }
 
 // App is how shoal starts one instance of the service on this machine.
@@ -83,23 +95,32 @@ const (
 	DiscoveryDNS        = "dns"
 	DiscoveryConsul     = "consul"
 	DiscoveryKubernetes = "kubernetes"
+	DiscoveryEtcd       = "etcd"
 )
+
+// DiscoveryMethods lists the valid scaling.service_discovery.method values.
+var DiscoveryMethods = []string{DiscoveryStatic, DiscoveryDNS, DiscoveryConsul, DiscoveryKubernetes, DiscoveryEtcd}
 
 // ServiceDiscovery says how instances of the service find each other.
 type ServiceDiscovery struct {
-	// Method of discovery: static, dns, consul or kubernetes. Defaults to "static".
-	Method string `yaml:"method" json:"method" jsonschema:"enum=static,enum=dns,enum=consul,enum=kubernetes"`
+	// Method of discovery: static, dns, consul, kubernetes or etcd. Defaults to "static".
+	Method string `yaml:"method" json:"method" jsonschema:"enum=static,enum=dns,enum=consul,enum=kubernetes,enum=etcd"`
 	// ServiceName registered and looked up. Defaults to name.
 	ServiceName string `yaml:"service_name" json:"service_name"`
 	// Namespace (Kubernetes namespace, Consul namespace). Defaults to "default".
 	Namespace string `yaml:"namespace" json:"namespace"`
 	// Port each instance serves on. Defaults to server.port.
-	Port        int               `yaml:"port" json:"port"`
-	HealthCheck HealthCheck       `yaml:"health_check" json:"health_check"`
-	Static      StaticDiscovery   `yaml:"static" json:"static"`
-	DNS         DNSDiscovery      `yaml:"dns" json:"dns"`
-	Kubernetes  KubernetesOptions `yaml:"kubernetes" json:"kubernetes"`
-	Consul      ConsulOptions     `yaml:"consul" json:"consul"`
+	Port int `yaml:"port" json:"port"`
+	// AdvertiseAddress is the host (IP address or name) an instance registers itself under with
+	// consul, etcd or dns. Defaults to $POD_IP when set, else the address of the interface that
+	// routes outwards (the seed's get_local_ip).
+	AdvertiseAddress string            `yaml:"advertise_address,omitempty" json:"advertise_address,omitempty"`
+	HealthCheck      HealthCheck       `yaml:"health_check" json:"health_check"`
+	Static           StaticDiscovery   `yaml:"static" json:"static"`
+	DNS              DNSDiscovery      `yaml:"dns" json:"dns"`
+	Kubernetes       KubernetesOptions `yaml:"kubernetes" json:"kubernetes"`
+	Consul           ConsulOptions     `yaml:"consul" json:"consul"`
+	Etcd             EtcdOptions       `yaml:"etcd" json:"etcd"`
 }
 
 // HealthCheck is the active health check every instance gets.
@@ -143,6 +164,30 @@ type DNSDiscovery struct {
 	RefreshInterval Duration `yaml:"refresh_interval" json:"refresh_interval"`
 	// Resolver address (host:port) to query instead of the system resolver. Defaults to the system's.
 	Resolver string `yaml:"resolver,omitempty" json:"resolver,omitempty"`
+	// Update registers instances by RFC 2136 dynamic updates; without update.server instances
+	// are not registered in DNS.
+	Update DNSUpdate `yaml:"update" json:"update"`
+}
+
+// DNSUpdate is how instances register themselves in DNS: RFC 2136 dynamic updates signed with
+// TSIG, sent to the zone's primary server.
+type DNSUpdate struct {
+	// Server (host:port) that accepts dynamic updates for the zone, e.g. "10.0.0.2:53". Defaults
+	// to "": no registration.
+	Server string `yaml:"server,omitempty" json:"server,omitempty"`
+	// Zone updated, e.g. "example.com". Defaults to the parent domain of dns.name.
+	Zone string `yaml:"zone,omitempty" json:"zone,omitempty"`
+	// TTL of the records added. Defaults to 30s.
+	TTL Duration `yaml:"ttl" json:"ttl"`
+	// TSIGKey is the name of the TSIG key updates are signed with, e.g. "shoal-key.". Defaults
+	// to "": updates are not signed (most servers refuse them).
+	TSIGKey string `yaml:"tsig_key,omitempty" json:"tsig_key,omitempty"`
+	// TSIGSecret is the key's base64 secret, best given as ${DNS_TSIG_SECRET}. Redacted when
+	// printed.
+	TSIGSecret string `yaml:"tsig_secret,omitempty" json:"tsig_secret,omitempty" secret:"true"`
+	// TSIGAlgorithm: hmac-sha256, hmac-sha512, hmac-sha384, hmac-sha224 or hmac-sha1. Defaults to
+	// "hmac-sha256".
+	TSIGAlgorithm string `yaml:"tsig_algorithm" json:"tsig_algorithm" jsonschema:"enum=hmac-sha256,enum=hmac-sha512,enum=hmac-sha384,enum=hmac-sha224,enum=hmac-sha1"`
 }
 
 // KubernetesOptions are used by Kubernetes discovery and by `shoal generate kubernetes`.
@@ -152,6 +197,13 @@ type KubernetesOptions struct {
 	ServiceType string `yaml:"service_type" json:"service_type" jsonschema:"enum=ClusterIP,enum=NodePort,enum=LoadBalancer,enum=Headless"`
 	// Annotations put on generated pods and Services.
 	Annotations map[string]string `yaml:"annotations,omitempty" json:"annotations,omitempty"`
+	// PortName is the EndpointSlice port that instances serve on (the name of the Service's
+	// port, "http" in `shoal generate kubernetes`). Defaults to "http"; when no port has that
+	// name, the port numbered service_discovery.port is used.
+	PortName string `yaml:"port_name" json:"port_name"`
+	// Kubeconfig file to reach the API server from outside a cluster. Defaults to the in-cluster
+	// configuration, then $KUBECONFIG, then ~/.kube/config.
+	Kubeconfig string `yaml:"kubeconfig,omitempty" json:"kubeconfig,omitempty"`
 }
 
 // ConsulOptions are used by Consul discovery.
@@ -162,6 +214,35 @@ type ConsulOptions struct {
 	Datacenter string `yaml:"datacenter,omitempty" json:"datacenter,omitempty"`
 	// Token (ACL) for Consul; a secret, best given as ${CONSUL_TOKEN}. Redacted when printed.
 	Token string `yaml:"token,omitempty" json:"token,omitempty" secret:"true"`
+	// Check registered with each instance: "http" (the agent probes
+	// service_discovery.health_check.endpoint every health_check.interval) or "ttl" (the
+	// instance reports its health itself). Defaults to "http".
+	Check string `yaml:"check" json:"check" jsonschema:"enum=http,enum=ttl"`
+	// DeregisterCriticalAfter removes an instance whose check has been critical this long (Consul
+	// raises values below 1m to 1m). Defaults to 1m.
+	DeregisterCriticalAfter Duration `yaml:"deregister_critical_after" json:"deregister_critical_after"`
+	// ConfigKey is a key of Consul's KV store holding shared configuration, read and watched
+	// by discovery/consul's WatchKey. Defaults to "": none.
+	ConfigKey string `yaml:"config_key,omitempty" json:"config_key,omitempty"`
+}
+
+// EtcdOptions are used by etcd discovery: instances are keys
+// prefix/service_name/instance-id on a lease that the instance keeps alive.
+type EtcdOptions struct {
+	// Endpoints of the etcd cluster, host:port or http(s)://host:port. Defaults to
+	// ["127.0.0.1:2379"].
+	Endpoints []string `yaml:"endpoints" json:"endpoints"`
+	// Prefix of the keys, starting with "/". Defaults to "/shoal/services".
+	Prefix string `yaml:"prefix" json:"prefix"`
+	// LeaseTTL is how long an instance stays registered after its process stopped renewing the
+	// lease (crashed); at least 2s. Defaults to 10s.
+	LeaseTTL Duration `yaml:"lease_ttl" json:"lease_ttl"`
+	// DialTimeout bounds connecting to etcd. Defaults to 5s.
+	DialTimeout Duration `yaml:"dial_timeout" json:"dial_timeout"`
+	// Username for etcd authentication. Defaults to "": none.
+	Username string `yaml:"username,omitempty" json:"username,omitempty"`
+	// Password for etcd authentication, best given as ${ETCD_PASSWORD}. Redacted when printed.
+	Password string `yaml:"password,omitempty" json:"password,omitempty" secret:"true"`
 }
 
 // Load-balancing algorithms.

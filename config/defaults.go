@@ -43,6 +43,10 @@ func (s *Server) setDefaults() {
 	s.Host = "0.0.0.0"
 	s.MaxHeaderBytes = 64 << 10
 	s.MaxBodyBytes = 10 << 20
+	s.ReadHeaderTimeout = Duration(10 * time.Second)
+	s.ReadBodyTimeout = Duration(10 * time.Second)
+	s.MinBodyRate = 1024
+	s.IdleTimeout = Duration(120 * time.Second)
 }
 
 func (a *Admin) setDefaults() {
@@ -75,9 +79,28 @@ func (d *DNSDiscovery) setDefaults() {
 	d.RefreshInterval = Duration(30 * time.Second)
 }
 
-func (k *KubernetesOptions) setDefaults() { k.ServiceType = "ClusterIP" }
+func (u *DNSUpdate) setDefaults() {
+	u.TTL = Duration(30 * time.Second)
+	u.TSIGAlgorithm = "hmac-sha256"
+}
 
-func (c *ConsulOptions) setDefaults() { c.Address = "127.0.0.1:8500" }
+func (k *KubernetesOptions) setDefaults() {
+	k.ServiceType = "ClusterIP"
+	k.PortName = "http"
+}
+
+func (c *ConsulOptions) setDefaults() {
+	c.Address = "127.0.0.1:8500"
+	c.Check = "http"
+	c.DeregisterCriticalAfter = Duration(time.Minute)
+}
+
+func (e *EtcdOptions) setDefaults() {
+	e.Endpoints = []string{"127.0.0.1:2379"}
+	e.Prefix = "/shoal/services"
+	e.LeaseTTL = Duration(10 * time.Second)
+	e.DialTimeout = Duration(5 * time.Second)
+}
 
 func (l *LoadBalancer) setDefaults() {
 	l.Algorithm = RoundRobin

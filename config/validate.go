@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/robfig/cron/v3"
 )
@@ -69,6 +70,17 @@ func (c *Config) validate(report func(path, msg string)) {
 	if c.Server.MaxHeaderBytes < 4096 {
 		bad("server.max_header_bytes", "%d is too small for real requests; use at least 4096", c.Server.MaxHeaderBytes)
 	}
+	if c.Server.MinBodyRate < 0 {
+		bad("server.min_body_rate", "must be zero (no minimum) or more bytes per second, got %d", c.Server.MinBodyRate)
+	}
+	for _, d := range []struct {
+		path string
+		v    Duration
+	}{{"server.read_header_timeout", c.Server.ReadHeaderTimeout}, {"server.read_body_timeout", c.Server.ReadBodyTimeout}, {"server.idle_timeout", c.Server.IdleTimeout}} {
+		if d.v <= 0 {
+			bad(d.path, "must be more than zero, e.g. \"10s\"")
+		}
+	}
 	if c.Server.MaxBodyBytes < 0 {
 		bad("server.max_body_bytes", "must be zero (no limit) or more, got %d", c.Server.MaxBodyBytes)
 	}
@@ -91,7 +103,10 @@ func (c *Config) validate(report func(path, msg string)) {
 	s := c.Scaling
 	enum("scaling.strategy", s.Strategy, []string{"horizontal"})
 	sd := s.ServiceDiscovery
-	enum("scaling.service_discovery.method", sd.Method, []string{DiscoveryStatic, DiscoveryDNS, DiscoveryConsul, DiscoveryKubernetes})
+	enum("scaling.service_discovery.method", sd.Method, DiscoveryMethods)
+	if a := sd.AdvertiseAddress; a != "" && strings.ContainsAny(a, ":/ ") && net.ParseIP(a) == nil {
+		bad("scaling.service_discovery.advertise_address", "%q is not a host: give an IP address or a host name, without a port", a)
+	}
 	port("scaling.service_discovery.port", sd.Port)
 	hc := sd.HealthCheck
 	probePath("scaling.service_discovery.health_check.endpoint", hc.Endpoint)
@@ -127,11 +142,51 @@ func (c *Config) validate(report func(path, msg string)) {
 			}
 		}
 	}
+	if sd.Method == DiscoveryDNS && sd.DNS.Update.Server != "" {
+		u := sd.DNS.Update
+		if _, _, err := net.SplitHostPort(u.Server); err != nil {
+			bad("scaling.service_discovery.dns.update.server", "%q is not host:port, e.g. \"10.0.0.2:53\"", u.Server)
+		}
+		positive("scaling.service_discovery.dns.update.ttl", u.TTL)
+		enum("scaling.service_discovery.dns.update.tsig_algorithm", u.TSIGAlgorithm, []string{"hmac-sha256", "hmac-sha512", "hmac-sha384", "hmac-sha224", "hmac-sha1"})
+		if (u.TSIGKey == "") != (u.TSIGSecret == "") {
+			bad("scaling.service_discovery.dns.update.tsig_key", "tsig_key and tsig_secret go together; set both to sign updates, or neither")
+		}
+	}
 	enum("scaling.service_discovery.kubernetes.service_type", sd.Kubernetes.ServiceType, []string{"ClusterIP", "NodePort", "LoadBalancer", "Headless"})
+	if sd.Method == DiscoveryKubernetes && sd.Kubernetes.PortName == "" {
+		bad("scaling.service_discovery.kubernetes.port_name", "must name the Service port instances serve on, e.g. \"http\"")
+	}
 	if sd.Method == DiscoveryConsul {
 		if _, _, err := net.SplitHostPort(strings.TrimPrefix(strings.TrimPrefix(sd.Consul.Address, "http://"), "https://")); err != nil {
 			bad("scaling.service_discovery.consul.address", "%q is not host:port, e.g. \"127.0.0.1:8500\"", sd.Consul.Address)
 		}
+		enum("scaling.service_discovery.consul.check", sd.Consul.Check, []string{"http", "ttl"})
+		if sd.Consul.DeregisterCriticalAfter < 0 {
+			bad("scaling.service_discovery.consul.deregister_critical_after", "must not be negative; Consul removes a critical instance after it, e.g. \"1m\"")
+		}
+	}
+	if sd.Method == DiscoveryEtcd {
+		e := sd.Etcd
+		if len(e.Endpoints) == 0 {
+			bad("scaling.service_discovery.etcd.endpoints", "lists no endpoint; give at least one, e.g. [\"127.0.0.1:2379\"]")
+		}
+		for i, ep := range e.Endpoints {
+			hostport := ep
+			if u, err := url.Parse(ep); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+				hostport = u.Host
+			}
+			if _, _, err := net.SplitHostPort(hostport); err != nil {
+				bad(fmt.Sprintf("scaling.service_discovery.etcd.endpoints[%d]", i), "%q is not host:port or http(s)://host:port, e.g. \"127.0.0.1:2379\"", ep)
+			}
+		}
+		if !strings.HasPrefix(e.Prefix, "/") || strings.HasSuffix(e.Prefix, "/") && e.Prefix != "/" {
+			bad("scaling.service_discovery.etcd.prefix", "%q must start with / and not end with /, e.g. \"/shoal/services\"", e.Prefix)
+		}
+		if e.LeaseTTL.D() < 2*time.Second {
+			bad("scaling.service_discovery.etcd.lease_ttl", "%s is too short; a lease needs at least \"2s\" to be kept alive", e.LeaseTTL)
+		}
+		positive("scaling.service_discovery.etcd.dial_timeout", e.DialTimeout)
 	}
 
 	lb := s.LoadBalancer

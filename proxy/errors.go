@@ -61,3 +61,13 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	writeErrorBody(w, errorBody{Error: pe.code, Message: pe.msg, Instance: pe.instance, Status: pe.status})
 }
+
+// quoteShort quotes an outside value for an error message, at most its first 64 bytes: a
+// message must say what was wrong without echoing whatever a client sent.
+func quoteShort(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:max]) + "…"
+}

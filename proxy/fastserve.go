@@ -199,12 +199,10 @@ func (s *fastServer) serveConn(ctx context.Context, c net.Conn) {
 		if _, err := fc.br.Peek(1); err != nil {
 			return // closed, idle timeout, or woken for a drain
 		}
-		if first {
-			if b, _ := fc.br.Peek(len(h2Preface)); bytes.Equal(b, h2Preface) {
-				hijacked = true
-				s.serveH2C(ctx, fc)
-				return
-			}
+		if first && s.h2Preface(fc) {
+			hijacked = true
+			s.serveH2C(ctx, fc)
+			return
 		}
 		fc.active.Store(true)
 		keep, upgraded := s.serveRequest(fc)
@@ -217,6 +215,22 @@ func (s *fastServer) serveConn(ctx context.Context, c net.Conn) {
 			return
 		}
 	}
+}
+
+// h2Preface reports whether the connection starts with HTTP/2's client preface. It waits for
+// more bytes only while those that came could still be the preface, and then only for the
+// header timeout: a short HTTP/1 head ("GET / HTTP/1") must not wait the idle timeout.
+func (s *fastServer) h2Preface(fc *fastConn) bool {
+	b, _ := fc.br.Peek(fc.br.Buffered())
+	if len(b) >= len(h2Preface) {
+		return bytes.Equal(b[:len(h2Preface)], h2Preface)
+	}
+	if !bytes.HasPrefix(h2Preface, b) {
+		return false
+	}
+	fc.rdl.set(fc.c.SetReadDeadline, time.Now().Add(s.so.ReadHeaderTimeout), 0)
+	b, _ = fc.br.Peek(len(h2Preface))
+	return bytes.Equal(b, h2Preface)
 }
 
 // serveH2C hands a prior-knowledge HTTP/2 connection to the h2c server, replaying what was read.
@@ -294,9 +308,9 @@ func (s *fastServer) clientHead(fc *fastConn) (head []byte, tooLarge bool) {
 	}
 }
 
-// headConflict reports whether a request head carries both Content-Length and
-// Transfer-Encoding, by the rules framingConn follows on a raw stream.
-func headConflict(head []byte) bool {
+// headVerdict returns the framing verdict on a request head, by the rules framingConn follows
+// on a raw stream.
+func headVerdict(head []byte) framingVerdict {
 	var c framingConn
 	c.feed(head)
 	return c.next()
@@ -327,9 +341,9 @@ func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 	case s.raw != nil && fc.req.parseRequest(head) && s.rawEligible(&fc.req):
 		return s.serveRaw(fc, head, start), false
 	}
-	// The standard path parses the same head again, from the buffer. net/http drops a
-	// Content-Length sent with Transfer-Encoding; the raw head shows the conflict.
-	conflict := headConflict(head)
+	// The standard path parses the same head again, from the buffer. net/http is lenient about
+	// framing where a proxy must not be (smuggling.go); the raw head shows what it hides.
+	verdict := headVerdict(head)
 	req, err := http.ReadRequest(fc.br)
 	fc.rdl.set(fc.c.SetReadDeadline, time.Time{}, 0)
 	if err != nil {
@@ -346,15 +360,20 @@ func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 		s.writeError(fc, http.StatusBadRequest, "missing_host", "an HTTP/1.1 request needs a Host header", "", true)
 		p.metrics.observe(req.Method, http.StatusBadRequest, "", time.Since(start))
 		return false, false
+	case !validHostHeader(req.Host):
+		s.writeError(fc, http.StatusBadRequest, "bad_host",
+			fmt.Sprintf("the Host header %s is not a host name or address with an optional port (RFC 9112 §3.2)", quoteShort(req.Host)), "", true)
+		p.metrics.observe(req.Method, http.StatusBadRequest, "", time.Since(start))
+		return false, false
 	case req.Method == http.MethodConnect:
 		s.writeError(fc, http.StatusMethodNotAllowed, "connect_not_supported",
 			"shoal is a reverse proxy for one service; it does not tunnel CONNECT", "", true)
 		p.metrics.observe(req.Method, http.StatusMethodNotAllowed, "", time.Since(start))
 		return false, false
 	}
-	if conflict {
-		s.writeError(fc, http.StatusBadRequest, "conflicting_framing",
-			"the request has both Content-Length and Transfer-Encoding; a client must send only one of them", "", true)
+	if verdict != framingOK {
+		code, msg := verdict.problem()
+		s.writeError(fc, http.StatusBadRequest, code, msg, "", true)
 		p.metrics.observe(req.Method, http.StatusBadRequest, "", time.Since(start))
 		return false, false
 	}
@@ -363,7 +382,7 @@ func (s *fastServer) serveRequest(fc *fastConn) (keep, upgraded bool) {
 	// connection carries the next request.
 	raw := req.Body
 	if raw != http.NoBody {
-		var body io.ReadCloser = io.NopCloser(raw)
+		var body io.ReadCloser = io.NopCloser(&paceBody{r: raw, fc: fc, s: s})
 		if max := p.opts.MaxBodyBytes; max > 0 {
 			if req.ContentLength > max {
 				s.writeError(fc, http.StatusRequestEntityTooLarge, "body_too_large",
@@ -438,11 +457,18 @@ func (s *fastServer) failRequest(fc *fastConn, err error, method, path, id strin
 	if !errors.As(err, &pe) {
 		pe = &proxyError{status: http.StatusBadGateway, code: "upstream_error", msg: "the request could not be relayed: " + err.Error()}
 	}
-	if pe.status >= 500 {
+	if pe.status == statusClientClosed {
+		fc.status = pe.status // the client hung up before its body was in: nobody to answer
+		p.metrics.observe(method, pe.status, id, time.Since(start))
+		return false
+	}
+	if pe.client {
+		p.log.Debug("request refused: the client's body", "status", pe.status, "error", pe.code, "method", method, "path", path, "detail", pe.msg)
+	} else if pe.status >= 500 {
 		p.log.Warn("proxy error", "status", pe.status, "error", pe.code, "instance", pe.instance, "method", method,
 			"path", path, "detail", pe.msg)
 	}
-	keep = keep && !s.draining.Load() && pe.status != http.StatusRequestEntityTooLarge
+	keep = keep && !s.draining.Load() && !pe.client
 	fc.status = pe.status
 	s.writeError(fc, pe.status, pe.code, pe.msg, pe.instance, !keep)
 	p.metrics.observe(method, pe.status, id, time.Since(start))
@@ -605,6 +631,45 @@ func (s *fastServer) writeError(fc *fastConn, status int, code, msg, instance st
 	errorHeaders(resp.Header, status, code)
 	resp.Write(fc.bw)
 	fc.bw.Flush()
+}
+
+// paceBody enforces server.read_body_timeout and server.min_body_rate on a request body read
+// from the client: after n bytes, the client may have kept the proxy waiting at most
+// read_body_timeout + n/min_body_rate in all. Only time spent waiting in Read counts, so an
+// instance that reads the body slowly (back-pressure) does not use up the client's allowance. A
+// client that sends a byte every few seconds ends with a 408 instead of holding its connection
+// (and the instance's) forever.
+type paceBody struct {
+	r      io.Reader
+	fc     *fastConn
+	s      *fastServer
+	n      int64
+	waited time.Duration
+}
+
+func (b *paceBody) Read(p []byte) (int, error) {
+	now := time.Now()
+	allowed := b.s.bodyAllowance(b.n) - b.waited
+	b.fc.rdl.set(b.fc.c.SetReadDeadline, now.Add(allowed), deadlineSlack(b.s.so.ReadBodyTimeout))
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	b.waited += time.Since(now)
+	return n, err
+}
+
+// bodyAllowance is how long, in all, a client may keep the proxy waiting for a body of which
+// n bytes have come: server.read_body_timeout plus n at server.min_body_rate.
+func (s *fastServer) bodyAllowance(n int64) time.Duration {
+	d := s.so.ReadBodyTimeout
+	if s.so.MinBodyRate > 0 {
+		d += time.Duration(min(float64(n)/float64(s.so.MinBodyRate), 24*3600) * float64(time.Second))
+	}
+	return d
+}
+
+// bodyDeadline is the deadline for the rest of a body of cl bytes read at once from now.
+func (s *fastServer) bodyDeadline(now time.Time, cl int64) time.Time {
+	return now.Add(s.bodyAllowance(cl))
 }
 
 // drainBody reads what is left of a request body so the connection can carry the next

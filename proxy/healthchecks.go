@@ -117,6 +117,14 @@ func (p *Proxy) probe(ctx context.Context, u *upstream) error {
 	return nil
 }
 
+// truncated counts an answer whose body the instance cut short against u: the client got a
+// valid head and a broken body, which is the instance failing even if its health checks pass.
+func (p *Proxy) truncated(u *upstream, err error) {
+	p.metrics.truncated.WithLabelValues(u.id).Inc()
+	p.log.Warn("an instance cut its answer short; counted against it (passive health)", "instance", u.id, "err", err)
+	p.passiveFailure(u, "answer cut short: "+err.Error())
+}
+
 // passiveFailure counts a failed request against u; max_failures within failure_timeout
 // eject it for failure_timeout.
 func (p *Proxy) passiveFailure(u *upstream, reason string) {

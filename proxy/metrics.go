@@ -20,6 +20,7 @@ type metrics struct {
 	duration       *prometheus.HistogramVec
 	retries        *prometheus.CounterVec
 	ejections      *prometheus.CounterVec
+	truncated      *prometheus.CounterVec
 	breakerChanges *prometheus.CounterVec
 	healthChanges  *prometheus.CounterVec
 	connections    prometheus.Gauge
@@ -49,6 +50,10 @@ func newMetrics(reg prometheus.Registerer, p *Proxy) (*metrics, error) {
 			Name: "shoal_proxy_ejections_total",
 			Help: "Passive-health ejections (max_failures within failure_timeout), by instance.",
 		}, []string{"instance"}),
+		truncated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_proxy_truncated_answers_total",
+			Help: "Answers an instance cut short after a valid head (its body ended early), by instance; each counts as a passive-health failure.",
+		}, []string{"instance"}),
 		breakerChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_proxy_breaker_transitions_total",
 			Help: "Circuit-breaker state changes, by instance and new state.",
@@ -74,7 +79,7 @@ func newMetrics(reg prometheus.Registerer, p *Proxy) (*metrics, error) {
 		breakerDesc:  prometheus.NewDesc("shoal_proxy_instance_breaker_state", "Circuit-breaker state of an instance: 0 closed, 1 half-open, 2 open, -1 disabled.", []string{"instance"}, nil),
 		ejectedDesc:  prometheus.NewDesc("shoal_proxy_instance_ejected", "1 while passive health has ejected an instance.", []string{"instance"}, nil),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.retries, m.ejections, m.breakerChanges,
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.retries, m.ejections, m.truncated, m.breakerChanges,
 		m.healthChanges, m.connections, m.instances, m.panicMode, m} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

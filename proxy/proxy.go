@@ -146,10 +146,16 @@ func (p *Proxy) Close() error {
 // ServeHTTP proxies one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if conflictingFraming(r.Context(), r.ProtoMajor) {
+	if v := requestFraming(r.Context(), r.ProtoMajor); v != framingOK {
 		w.Header().Set("Connection", "close")
-		writeError(w, http.StatusBadRequest, "conflicting_framing",
-			"the request has both Content-Length and Transfer-Encoding; a client must send only one of them")
+		code, msg := v.problem()
+		writeError(w, http.StatusBadRequest, code, msg)
+		p.metrics.observe(r.Method, http.StatusBadRequest, "", time.Since(start))
+		return
+	}
+	if !validHostHeader(r.Host) {
+		writeError(w, http.StatusBadRequest, "bad_host",
+			fmt.Sprintf("the Host header %s is not a host name or address with an optional port (RFC 9112 §3.2)", quoteShort(r.Host)))
 		p.metrics.observe(r.Method, http.StatusBadRequest, "", time.Since(start))
 		return
 	}

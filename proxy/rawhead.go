@@ -372,19 +372,74 @@ func validTarget(b []byte) bool {
 
 func isHex(c byte) bool { return isDigit(c) || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F') }
 
-// validHost accepts a Host value of the characters a host name, an IPv6 literal and a port are
-// written with.
-func validHost(b []byte) bool {
-	for _, c := range b {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', isDigit(c):
-		case c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_':
-		default:
+// validHost accepts a non-empty Host value that is a host and an optional port (RFC 9112 §3.2,
+// RFC 3986 §3.2.2): a reg-name, an IPv4 address or a bracketed IPv6 address, then ":" and
+// digits.
+func validHost[T string | []byte](b T) bool {
+	host := b
+	if len(b) > 0 && b[0] == '[' {
+		end := -1
+		for i := 1; i < len(b); i++ {
+			if b[i] == ']' {
+				end = i
+				break
+			}
+			if c := b[i]; !isHex(c) && c != ':' && c != '.' {
+				return false
+			}
+		}
+		if end < 2 {
+			return false
+		}
+		host, b = b[:end+1], b[end+1:]
+		if len(b) == 0 {
+			return true
+		}
+		if b[0] != ':' {
+			return false
+		}
+	} else {
+		for i := 0; i < len(b); i++ {
+			if b[i] == ':' {
+				host, b = b[:i], b[i:]
+				break
+			}
+			if !regNameTable[b[i]] {
+				return false
+			}
+		}
+		if len(host) == len(b) {
+			return len(host) > 0 // no port
+		}
+	}
+	for i := 1; i < len(b); i++ { // b is ":" and the port
+		if !isDigit(b[i]) {
 			return false
 		}
 	}
-	return len(b) > 0
+	return len(host) > 0
 }
+
+// validHostHeader accepts what validHost does, and an empty Host, which RFC 9112 §3.2 allows
+// for a target without an authority.
+func validHostHeader(h string) bool { return h == "" || validHost(h) }
+
+// regNameTable holds the bytes of a reg-name: unreserved, sub-delims and "%" (RFC 3986 §3.2.2).
+var regNameTable = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~!$&'()*+,;=%" {
+		t[c] = true
+	}
+	return t
+}()
 
 var tokenTable = func() (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {

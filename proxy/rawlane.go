@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -109,18 +110,21 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte, start time.Time) bool {
 	cl := max(h.contentLength, 0)
 	fc.br.Discard(len(head))
 	if cl > int64(fc.br.Buffered()) {
-		fc.rdl.set(fc.c.SetReadDeadline, time.Time{}, 0) // the body may take as long as it needs, as on the standard path
+		// The rest of the body must come at server.min_body_rate after server.read_body_timeout.
+		fc.rdl.set(fc.c.SetReadDeadline, s.bodyDeadline(time.Now(), cl), 0)
 	}
 	if cl > 0 {
 		n := len(out)
 		out = slices.Grow(out, int(cl))[:n+int(cl)]
 		if _, err := io.ReadFull(fc.br, out[n:]); err != nil {
 			fc.out = out[:0]
-			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !isTimeout(err) {
-				s.writeError(fc, http.StatusBadRequest, "body_unreadable", "the request body could not be read: "+err.Error(), "", true)
+			var pe *proxyError
+			errors.As(clientBodyProblem(err), &pe)
+			if pe.status != statusClientClosed {
+				s.writeError(fc, pe.status, pe.code, pe.msg, "", true)
 			}
-			fc.status = http.StatusBadRequest
-			p.metrics.observe(meth, http.StatusBadRequest, "", time.Since(start))
+			fc.status = pe.status
+			p.metrics.observe(meth, pe.status, "", time.Since(start))
 			return false
 		}
 	}
@@ -213,7 +217,7 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte, start time.Time) bool {
 				HttpOnly: true, SameSite: http.SameSiteLaxMode}).String()
 		}
 		fc.status = r.status
-		keep = s.rawRelay(fc, &r, keep, meth, out[:targetEnd], setCookie)
+		keep = s.rawRelay(fc, u, &r, keep, meth, out[:targetEnd], setCookie)
 		u.backend.Release(latency)
 		p.metrics.observeInstance(u, meth, r.status, time.Since(start))
 		return keep
@@ -361,12 +365,13 @@ func (r *rawResult) release() {
 
 // rawRelay writes the answer to the client and returns whether the client connection may carry
 // another request. target is the request's target, for the standard path's logs.
-func (s *fastServer) rawRelay(fc *fastConn, r *rawResult, keep bool, meth string, target []byte, setCookie string) bool {
+func (s *fastServer) rawRelay(fc *fastConn, u *upstream, r *rawResult, keep bool, meth string, target []byte, setCookie string) bool {
 	keep = keep && !s.draining.Load()
 	if r.resp != nil {
 		resp := r.resp
 		r.pc.dl.set(r.pc.SetDeadline, time.Time{}, 0) // the body may take as long as it needs, as on the standard path
-		resp.Body = &h1Body{rc: resp.Body, pc: r.pc, c: r.c, stop: func() bool { return true }, keep: r.keep}
+		resp.Body = &releasingBody{ReadCloser: &h1Body{rc: resp.Body, pc: r.pc, c: r.c, stop: func() bool { return true }, keep: r.keep},
+			p: s.p, u: u, ctx: fc.ctx} // no backend: the raw lane releases it itself
 		if setCookie != "" {
 			resp.Header.Add("Set-Cookie", setCookie)
 		}
@@ -402,12 +407,16 @@ func (s *fastServer) rawRelay(fc *fastConn, r *rawResult, keep bool, meth string
 		r.pc.br.Discard(len(b))
 	} else if r.body > 0 {
 		r.pc.dl.set(r.pc.SetDeadline, time.Time{}, 0) // the body may take as long as it needs, as on the standard path
-		if n, err := io.CopyN(bw, r.pc.br, r.body); err != nil {
+		from := errReader{r: r.pc.br}
+		if n, err := io.CopyN(bw, &from, r.body); err != nil {
 			if n < r.body {
 				r.keep = false
 			}
 			keep = false
-			s.p.log.Debug("answer cut short", "target", string(target), "err", err)
+			if from.err != nil && fc.ctx.Err() == nil {
+				// The instance, not the client, ended the body early.
+				s.p.truncated(u, fmt.Errorf("%s: %d of %d bytes of body, then %w", target, n, r.body, from.err))
+			}
 		}
 	}
 	if err := bw.Flush(); err != nil {
@@ -415,6 +424,24 @@ func (s *fastServer) rawRelay(fc *fastConn, r *rawResult, keep bool, meth string
 	}
 	r.release()
 	return keep
+}
+
+// errReader remembers the error its reader returned, so a copy can tell a failed read from a
+// failed write.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && e.err == nil {
+		e.err = err
+		if err == io.EOF {
+			e.err = io.ErrUnexpectedEOF // CopyN reads only what the head announced: EOF is early
+		}
+	}
+	return n, err
 }
 
 // cookieValue returns the value of the first cookie called name in the request's Cookie

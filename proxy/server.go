@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/shoal-sh/shoal/config"
 )
 
 // ServerOptions configure the listener side of the proxy.
@@ -20,8 +22,30 @@ type ServerOptions struct {
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes idle keep-alive connections. Defaults to 120s.
 	IdleTimeout time.Duration
+	// ReadBodyTimeout and MinBodyRate bound how long a client may take to send a request body:
+	// after n bytes it may have kept the proxy waiting ReadBodyTimeout + n/MinBodyRate in all,
+	// else it gets 408. ReadBodyTimeout defaults to 10s; MinBodyRate (bytes per second) to
+	// 1024, and negative turns the rate off.
+	ReadBodyTimeout time.Duration
+	MinBodyRate     int64
 	// Middleware, when set, wraps the proxy's handler (tracing's server spans).
 	Middleware func(http.Handler) http.Handler
+}
+
+// ServerFromConfig derives the listener side's options from a loaded configuration.
+func ServerFromConfig(c *config.Config) ServerOptions {
+	rate := c.Server.MinBodyRate
+	if rate == 0 {
+		rate = -1 // off
+	}
+	return ServerOptions{
+		MaxHeaderBytes:    c.Server.MaxHeaderBytes,
+		DrainTimeout:      c.Scaling.Instances.Shutdown.DrainTimeout.D(),
+		ReadHeaderTimeout: c.Server.ReadHeaderTimeout.D(),
+		ReadBodyTimeout:   c.Server.ReadBodyTimeout.D(),
+		MinBodyRate:       rate,
+		IdleTimeout:       c.Server.IdleTimeout.D(),
+	}
 }
 
 // Serve runs the proxy on ln — HTTP/1.1 and HTTP/2 without TLS (h2c) — until ctx is done,
@@ -39,6 +63,15 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener, so ServerOptions) er
 	}
 	if so.IdleTimeout <= 0 {
 		so.IdleTimeout = 120 * time.Second
+	}
+	if so.ReadBodyTimeout <= 0 {
+		so.ReadBodyTimeout = 10 * time.Second
+	}
+	switch {
+	case so.MinBodyRate == 0:
+		so.MinBodyRate = 1024
+	case so.MinBodyRate < 0:
+		so.MinBodyRate = 0
 	}
 	if so.Middleware == nil {
 		return p.serveFast(ctx, ln, so)

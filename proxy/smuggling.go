@@ -10,13 +10,46 @@ import (
 
 // Request-smuggling defence.
 //
-// net/http accepts a request carrying both Content-Length and Transfer-Encoding: chunked and
-// silently drops the Content-Length (RFC 9112 §6.1 allows that), so a handler cannot see the
-// conflict. A proxy must refuse such requests: a front end that trusted the Content-Length
-// would frame the stream differently from us. framingConn watches the raw bytes of an HTTP/1
-// connection as the server reads them, tracks request framing just well enough to find each
-// header block, and queues one verdict per request; the handler takes the verdicts in order.
+// net/http is lenient where a proxy must not be, because a front end or an instance that reads
+// the same bytes differently would frame the stream differently from us:
+//   - it accepts a request carrying both Content-Length and Transfer-Encoding: chunked and
+//     silently drops the Content-Length (RFC 9112 §6.1 allows that);
+//   - it accepts a header with whitespace before the colon ("Content-Length : 42") as a
+//     different, unknown header, so the body bytes become the next request (RFC 9112 §5.1
+//     requires a 400);
+//   - it ignores Transfer-Encoding on an HTTP/1.0 request, whose chunked body then becomes the
+//     next request (RFC 9112 §6.1: the framing is faulty and the connection must close).
+// A handler cannot see any of these. framingConn watches the raw bytes of an HTTP/1 connection
+// as the server reads them, tracks request framing just well enough to find each header block,
+// and queues one verdict per request; the handler takes the verdicts in order. The fast serving
+// loop has each head in its buffer and asks for the same verdict directly (headVerdict).
 // Written by hand because no library exposes the raw header block of a net/http request.
+
+// framingVerdict is what the framing rules say of one request head.
+type framingVerdict uint8
+
+const (
+	framingOK framingVerdict = iota
+	// framingConflict: both Content-Length and Transfer-Encoding.
+	framingConflict
+	// framingBadName: a header name that is not a token, such as whitespace before the colon.
+	framingBadName
+	// framingHTTP10TE: Transfer-Encoding on an HTTP/1.0 request.
+	framingHTTP10TE
+)
+
+// problem returns the error code and message the client gets for a refused head.
+func (v framingVerdict) problem() (code, msg string) {
+	switch v {
+	case framingConflict:
+		return "conflicting_framing", "the request has both Content-Length and Transfer-Encoding; a client must send only one of them"
+	case framingBadName:
+		return "bad_header_name", "a header name is not a token (RFC 9110 §5.1): no whitespace is allowed between a header's name and its colon"
+	case framingHTTP10TE:
+		return "bad_framing", "an HTTP/1.0 request cannot use Transfer-Encoding (RFC 9112 §6.1); send Content-Length, or speak HTTP/1.1"
+	}
+	return "", ""
+}
 
 type framingState uint8
 
@@ -38,7 +71,7 @@ type framingConn struct {
 	net.Conn
 
 	mu       sync.Mutex
-	verdicts []bool // per request, in order: true when the framing headers conflict
+	verdicts []framingVerdict // per request, in order
 
 	// Parser state, touched only by Read (net/http reads a connection from one goroutine).
 	state     framingState
@@ -49,6 +82,8 @@ type framingConn struct {
 	hasTE     bool
 	chunked   bool
 	badCL     bool
+	badName   bool
+	http10    bool
 	upgrade   bool
 	clValue   int64
 }
@@ -61,12 +96,12 @@ func (c *framingConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// next returns whether the next request on the connection had conflicting framing headers.
-func (c *framingConn) next() bool {
+// next returns the verdict on the next request of the connection.
+func (c *framingConn) next() framingVerdict {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.verdicts) == 0 {
-		return false
+		return framingOK
 	}
 	v := c.verdicts[0]
 	c.verdicts = c.verdicts[1:]
@@ -120,6 +155,7 @@ func (c *framingConn) onLine(line []byte) {
 				return
 			}
 			c.seenLine = true
+			c.http10 = bytes.HasSuffix(line, []byte(" HTTP/1.0"))
 			return
 		}
 		if len(line) > 0 {
@@ -154,9 +190,15 @@ func (c *framingConn) onLine(line []byte) {
 }
 
 func (c *framingConn) header(line []byte) {
+	if line[0] == ' ' || line[0] == '\t' {
+		return // obs-fold: the previous header's value goes on (net/http joins the lines)
+	}
 	colon := bytes.IndexByte(line, ':')
 	if colon <= 0 {
 		return
+	}
+	if !isToken(line[:colon]) {
+		c.badName = true
 	}
 	name := bytes.TrimSpace(line[:colon])
 	value := bytes.TrimSpace(line[colon+1:])
@@ -177,13 +219,21 @@ func (c *framingConn) header(line []byte) {
 }
 
 func (c *framingConn) endOfHeaders() {
-	conflict := c.hasCL && c.hasTE
+	v := framingOK
+	switch {
+	case c.badName:
+		v = framingBadName
+	case c.hasTE && c.http10:
+		v = framingHTTP10TE
+	case c.hasCL && c.hasTE:
+		v = framingConflict
+	}
 	c.mu.Lock()
-	c.verdicts = append(c.verdicts, conflict)
+	c.verdicts = append(c.verdicts, v)
 	c.mu.Unlock()
 	switch {
-	case c.upgrade || conflict || c.badCL:
-		// After an upgrade the bytes are no longer HTTP; after a conflict the connection is
+	case c.upgrade || v != framingOK || c.badCL:
+		// After an upgrade the bytes are no longer HTTP; after a refused head the connection is
 		// closed; a broken Content-Length is refused by net/http. Nothing more to follow.
 		c.state = fsOff
 	case c.hasTE && c.chunked:
@@ -196,6 +246,7 @@ func (c *framingConn) endOfHeaders() {
 		c.state = fsHeaders
 	}
 	c.seenLine, c.hasCL, c.hasTE, c.chunked, c.badCL, c.upgrade, c.clValue = false, false, false, false, false, false, 0
+	c.badName, c.http10 = false, false
 }
 
 // framingListener wraps accepted connections in framingConn.
@@ -219,12 +270,15 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// conflictingFraming reports whether the request carried both Content-Length and
-// Transfer-Encoding. It must be called exactly once per HTTP/1 request.
-func conflictingFraming(ctx context.Context, protoMajor int) bool {
+// requestFraming returns the framing verdict on the request whose context is ctx. It must be
+// called exactly once per HTTP/1 request.
+func requestFraming(ctx context.Context, protoMajor int) framingVerdict {
 	if protoMajor != 1 {
-		return false
+		return framingOK
 	}
 	fc, _ := ctx.Value(framingKey{}).(*framingConn)
-	return fc != nil && fc.next()
+	if fc == nil {
+		return framingOK
+	}
+	return fc.next()
 }

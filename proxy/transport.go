@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -56,6 +57,7 @@ type proxyError struct {
 	msg      string
 	instance string
 	err      error
+	client   bool // the client's own doing (its body): never held against an instance
 }
 
 func (e *proxyError) Error() string { return e.msg }
@@ -84,15 +86,34 @@ func dialFailed(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// trackedBody notes whether the transport read from a streamed request body.
-type trackedBody struct {
+// clientBody is a streamed request body as it comes from the client. It notes whether the
+// transport read from it, and remembers the first error reading it: a failure on the client's
+// side (a malformed chunk, a cut-off upload, a body too slow or too large) must never be taken
+// for the instance's, or a client could open every breaker by sending broken bodies.
+type clientBody struct {
 	io.ReadCloser
 	touched atomic.Bool
+	failed  atomic.Pointer[error]
 }
 
-func (b *trackedBody) Read(p []byte) (int, error) {
+func (b *clientBody) Read(p []byte) (int, error) {
 	b.touched.Store(true)
-	return b.ReadCloser.Read(p)
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.failed.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+// failure returns the error that reading the body met, or nil.
+func (b *clientBody) failure() error {
+	if b == nil {
+		return nil
+	}
+	if e := b.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
@@ -112,18 +133,18 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 	// The body: buffered for replay when its size is known and small enough, streamed otherwise
 	// (then a retry is possible only while nothing of it was sent).
 	var buffered []byte
-	var streamed *trackedBody
+	var streamed *clientBody
 	hasBody := out.Body != nil && out.Body != http.NoBody
 	if hasBody {
 		if out.ContentLength >= 0 && out.ContentLength <= p.opts.Retry.MaxBodyBytes && p.opts.Retry.Attempts > 1 {
 			b, err := io.ReadAll(out.Body)
 			out.Body.Close()
 			if err != nil {
-				return nil, bodyError(err)
+				return nil, clientBodyProblem(err)
 			}
 			buffered = b
 		} else {
-			streamed = &trackedBody{ReadCloser: out.Body}
+			streamed = &clientBody{ReadCloser: out.Body}
 		}
 	}
 	replayable := !hasBody || buffered != nil
@@ -196,6 +217,14 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		if err != nil {
 			// A fast failure must not look like a fast instance to p2c_ewma.
 			u.backend.Release(max(latency, failurePenalty))
+			if berr := streamed.failure(); berr != nil {
+				// The client's body failed, not the instance: nothing is held against it.
+				if u.breaker != nil {
+					u.breaker.Release(ticket)
+				}
+				st.chosen = u
+				return nil, clientBodyProblem(berr)
+			}
 			if out.Context().Err() != nil {
 				// The client went away: not the instance's fault, but it was this instance's
 				// request (counted as 499 for it).
@@ -210,13 +239,6 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 					u.breaker.Record(ticket, false)
 				}
 				return nil, p.overallTimeout(u, err)
-			}
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				if u.breaker != nil {
-					u.breaker.Release(ticket)
-				}
-				return nil, bodyError(err)
 			}
 			if u.breaker != nil {
 				u.breaker.Record(ticket, false)
@@ -248,7 +270,7 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 				return resp, nil
 			}
 		}
-		resp.Body = &releasingBody{ReadCloser: resp.Body, b: u.backend, latency: latency}
+		resp.Body = &releasingBody{ReadCloser: resp.Body, b: u.backend, latency: latency, p: p, u: u, ctx: out.Context()}
 		return resp, nil
 	}
 	if lastErr == nil {
@@ -335,27 +357,54 @@ func (p *Proxy) pickAllowed(st *reqState, tried *[]*balancer.Backend) (*upstream
 	}
 }
 
-func bodyError(err error) error {
+// clientBodyProblem is the answer to a request whose body could not be read from the client:
+// too large (413), too slow (408), cut off by the client (499: nobody is left to answer), or
+// malformed (400). None of these is the instance's fault.
+func clientBodyProblem(err error) error {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return &proxyError{status: http.StatusRequestEntityTooLarge, code: "body_too_large", err: err,
+	switch {
+	case errors.As(err, &mbe):
+		return &proxyError{status: http.StatusRequestEntityTooLarge, code: "body_too_large", err: err, client: true,
 			msg: fmt.Sprintf("the request body is larger than %d bytes (server.max_body_bytes)", mbe.Limit)}
+	case isTimeout(err):
+		return &proxyError{status: http.StatusRequestTimeout, code: "body_timeout", err: err, client: true,
+			msg: "the request body came too slowly (server.read_body_timeout, server.min_body_rate); send it at once, or raise those limits"}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, net.ErrClosed):
+		return &proxyError{status: statusClientClosed, code: "client_closed", err: err, client: true,
+			msg: "the client closed its connection before sending the whole request body"}
 	}
-	return &proxyError{status: http.StatusBadRequest, code: "body_unreadable", err: err,
-		msg: fmt.Sprintf("the request body could not be read: %v", err)}
+	return &proxyError{status: http.StatusBadRequest, code: "body_malformed", err: err, client: true,
+		msg: fmt.Sprintf("the request body could not be read: %v; check its Transfer-Encoding or Content-Length", err)}
 }
 
-// releasingBody marks the request done for the balancer when the response body is closed.
+// statusClientClosed is nginx's 499: the client went away before it was answered.
+const statusClientClosed = 499
+
+// releasingBody marks the request done for the balancer when the response body is closed, and
+// holds an answer the instance cut short against it (passive health): a valid head followed by
+// a broken body is a failing instance even while its health checks pass.
 type releasingBody struct {
 	io.ReadCloser
 	b       *balancer.Backend
 	latency time.Duration
 	done    atomic.Bool
+	p       *Proxy
+	u       *upstream
+	ctx     context.Context // the client's request: when it ended, a read error is the client's doing
+	failed  atomic.Bool
+}
+
+func (r *releasingBody) Read(b []byte) (int, error) {
+	n, err := r.ReadCloser.Read(b)
+	if err != nil && err != io.EOF && r.p != nil && r.ctx.Err() == nil && r.failed.CompareAndSwap(false, true) {
+		r.p.truncated(r.u, err)
+	}
+	return n, err
 }
 
 func (r *releasingBody) Close() error {
 	err := r.ReadCloser.Close()
-	if r.done.CompareAndSwap(false, true) {
+	if r.b != nil && r.done.CompareAndSwap(false, true) {
 		r.b.Release(r.latency)
 	}
 	return err

@@ -65,10 +65,7 @@ checks, a circuit breaker per instance, retries within a budget, and a graceful 
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			opts := proxy.FromConfig(c)
 			opts.Logger, opts.Registerer = log, reg
-			so := proxy.ServerOptions{
-				MaxHeaderBytes: c.Server.MaxHeaderBytes,
-				DrainTimeout:   c.Scaling.Instances.Shutdown.DrainTimeout.D(),
-			}
+			so := proxy.ServerFromConfig(c)
 			stopTracing, err := proxyTracing(cmd.Context(), c, &opts, log)
 			if err != nil {
 				return err

@@ -72,7 +72,7 @@ func (a *app) up(ctx context.Context, c *config.Config, debug, quiet bool) error
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	popts := proxy.FromConfig(c)
 	popts.Logger, popts.Registerer = log, reg
-	so := proxy.ServerOptions{MaxHeaderBytes: c.Server.MaxHeaderBytes, DrainTimeout: c.Scaling.Instances.Shutdown.DrainTimeout.D()}
+	so := proxy.ServerFromConfig(c)
 	stopTracing, err := proxyTracing(ctx, c, &popts, log)
 	if err != nil {
 		return err
