@@ -186,7 +186,7 @@ func TestProxy_SlowBodyGets408(t *testing.T) {
 	h := startProxyWith(t, noHealth(Options{Breaker: resilience.BreakerConfig{Enabled: true, FailureThreshold: 1, RecoveryTimeout: time.Minute, HalfOpenMaxCalls: 1}}),
 		ServerOptions{ReadBodyTimeout: 300 * time.Millisecond, MinBodyRate: 1024}, be)
 	for _, head := range []string{
-		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",             // raw lane
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",              // raw lane
 		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n", // standard path
 	} {
 		c := dialRaw(t, h.addr)
