@@ -323,9 +323,13 @@ type Instances struct {
 	TargetCPUUtilization int `yaml:"target_cpu_utilization" json:"target_cpu_utilization"`
 	// TargetMemoryUtilization (percent, 1-100) the autoscaler steers towards. Defaults to 80.
 	TargetMemoryUtilization int `yaml:"target_memory_utilization" json:"target_memory_utilization"`
-	// ScaleUpCooldown is the least time between two scale-ups. Defaults to 300s.
+	// ScaleUpCooldown is the scale-up stabilisation window (the HPA's
+	// behavior.scaleUp.stabilizationWindowSeconds): the fleet grows only to the lowest count
+	// recommended over it, and not within it after a scale-down. Defaults to 300s.
 	ScaleUpCooldown Duration `yaml:"scale_up_cooldown" json:"scale_up_cooldown"`
-	// ScaleDownCooldown is the least time between two scale-downs. Defaults to 300s.
+	// ScaleDownCooldown is the scale-down stabilisation window: the fleet shrinks only to the
+	// highest count recommended over it, and not within it after a scale-up or a manual scale.
+	// Defaults to 300s.
 	ScaleDownCooldown Duration `yaml:"scale_down_cooldown" json:"scale_down_cooldown"`
 	Startup           Startup  `yaml:"startup" json:"startup"`
 	Shutdown          Shutdown `yaml:"shutdown" json:"shutdown"`
@@ -425,14 +429,70 @@ type ScalingMetrics struct {
 	Metrics []string `yaml:"metrics" json:"metrics"`
 }
 
-// AutoScaling holds the seed's threshold rules.
+// Autoscaling targets.
+const (
+	AutoscaleTargetFleet      = "fleet"
+	AutoscaleTargetKubernetes = "kubernetes"
+)
+
+// AutoScaling is how shoal scales the service by itself: the seed's threshold rules plus
+// proportional control to scaling.instances' utilisation targets (the Kubernetes HPA's
+// algorithm), combined by taking the largest recommendation.
 type AutoScaling struct {
-	// Enabled lets shoal scale on its own by the rules. Defaults to false.
+	// Enabled lets shoal scale on its own (scaling.enabled must be true too). Defaults to false.
 	Enabled bool `yaml:"enabled" json:"enabled"`
-	// Interval between evaluations of the rules. Defaults to 30s.
+	// Interval between evaluations; the metrics are averaged over it. Defaults to 30s.
 	Interval Duration `yaml:"interval" json:"interval"`
+	// Target is what the autoscaler scales: "fleet" (the local fleet of `shoal up`) or
+	// "kubernetes" (a Deployment's scale subresource, driven by `shoal autoscale`; `shoal up`
+	// then leaves its fleet alone). Defaults to "fleet".
+	Target string `yaml:"target" json:"target" jsonschema:"enum=fleet,enum=kubernetes"`
+	// Tolerance is how far a metric may stray from its target, as a share of it, before
+	// proportional control changes the instance count (the HPA's tolerance). 0 to 0.99. Defaults
+	// to 0.1.
+	Tolerance float64 `yaml:"tolerance" json:"tolerance"`
+	// CPUInitializationPeriod is how long after an instance starts its CPU counts only once it
+	// is ready and has been for a whole interval (the HPA's cpu-initialization-period): start-up
+	// work does not trigger a scale-up. Defaults to 5m.
+	CPUInitializationPeriod Duration `yaml:"cpu_initialization_period" json:"cpu_initialization_period"`
+	// ScaleUp limits how fast the fleet grows. Defaults to the HPA's: 4 instances or 100% per
+	// 15s, whichever is more.
+	ScaleUp ScalingBehavior `yaml:"scale_up" json:"scale_up"`
+	// ScaleDown limits how fast the fleet shrinks. Defaults to the HPA's: 100% per 15s.
+	ScaleDown ScalingBehavior `yaml:"scale_down" json:"scale_down"`
 	// Metrics are the rules, evaluated in order.
 	Metrics []ScalingRule `yaml:"metrics,omitempty" json:"metrics,omitempty"`
+}
+
+// Rate policy select modes and types.
+const (
+	SelectMax      = "max"
+	SelectMin      = "min"
+	SelectDisabled = "disabled"
+	PolicyPods     = "pods"
+	PolicyPercent  = "percent"
+)
+
+// ScalingBehavior limits the rate of change in one direction (the HPA's scaleUp/scaleDown
+// behavior; the stabilisation windows are scaling.instances.scale_up_cooldown and
+// scale_down_cooldown).
+type ScalingBehavior struct {
+	// SelectPolicy picks among the policies: "max" allows the largest change, "min" the
+	// smallest, "disabled" forbids changes in this direction. Defaults to "max".
+	SelectPolicy string `yaml:"select_policy" json:"select_policy" jsonschema:"enum=max,enum=min,enum=disabled"`
+	// Policies each allow a change per period. Defaults to the HPA's (see scale_up and scale_down).
+	Policies []RatePolicy `yaml:"policies" json:"policies"`
+}
+
+// RatePolicy allows a change of at most value instances ("pods") or value percent of the
+// instances at the start of the period ("percent") within any period.
+type RatePolicy struct {
+	// Type: "pods" or "percent". Required.
+	Type string `yaml:"type" json:"type" jsonschema:"enum=pods,enum=percent"`
+	// Value is the instances or percent allowed per period, at least 1. Required.
+	Value int `yaml:"value" json:"value"`
+	// Period the change is counted over, 1s to 30m. Defaults to 15s.
+	Period Duration `yaml:"period" json:"period"`
 }
 
 // Scaling actions.
@@ -446,15 +506,21 @@ type ScalingRule struct {
 	// Metric watched, one of the scaling metrics. Required.
 	Metric string `yaml:"metric" json:"metric" jsonschema:"enum=instance_count,enum=cpu_utilization_percentage,enum=memory_utilization_percentage,enum=active_connections,enum=request_queue_depth,enum=response_time_p95"`
 	// Threshold in the metric's unit: percent for *_percentage (0-100), milliseconds for
-	// response_time_p95, a count otherwise. Required.
+	// response_time_p95, a count per instance for active_connections and request_queue_depth.
+	// Required unless the rule has a target.
 	Threshold float64 `yaml:"threshold" json:"threshold"`
-	// Action: scale_up or scale_down. Required.
+	// Action: scale_up or scale_down. Required unless the rule has a target.
 	Action string `yaml:"action" json:"action" jsonschema:"enum=scale_up,enum=scale_down"`
 	// Cooldown after this rule fired before it may fire again. Defaults to the instances'
 	// scale_up_cooldown or scale_down_cooldown.
 	Cooldown Duration `yaml:"cooldown" json:"cooldown"`
 	// Step is how many instances one firing adds or removes. Defaults to 1.
 	Step int `yaml:"step" json:"step"`
+	// Target, when set, also steers the metric proportionally to this value per instance (the
+	// HPA's formula, as for target_cpu_utilization): percent for *_percentage (1-100), milliseconds
+	// for response_time_p95, a count per instance for active_connections and request_queue_depth.
+	// With a target, threshold and action may be left out. Defaults to 0: no proportional control.
+	Target float64 `yaml:"target,omitempty" json:"target,omitempty"`
 }
 
 // Database types.

@@ -163,7 +163,22 @@ func (s *ScalingMetrics) setDefaults() {
 	s.Metrics = append([]string(nil), Metrics...)
 }
 
-func (a *AutoScaling) setDefaults() { a.Interval = Duration(30 * time.Second) }
+func (a *AutoScaling) setDefaults() {
+	a.Interval = Duration(30 * time.Second)
+	a.Target = AutoscaleTargetFleet
+	a.Tolerance = 0.1
+	a.CPUInitializationPeriod = Duration(5 * time.Minute)
+	// The HPA's default behaviour (autoscaling/v2).
+	a.ScaleUp = ScalingBehavior{SelectPolicy: SelectMax, Policies: []RatePolicy{
+		{Type: PolicyPods, Value: 4, Period: Duration(15 * time.Second)},
+		{Type: PolicyPercent, Value: 100, Period: Duration(15 * time.Second)},
+	}}
+	a.ScaleDown = ScalingBehavior{SelectPolicy: SelectMax, Policies: []RatePolicy{
+		{Type: PolicyPercent, Value: 100, Period: Duration(15 * time.Second)},
+	}}
+}
+
+func (p *RatePolicy) setDefaults() { p.Period = Duration(15 * time.Second) }
 
 func (r *ScalingRule) setDefaults() { r.Step = 1 }
 

@@ -189,7 +189,7 @@ func validVarName(s string) bool {
 // the jobs block when jobs are off. Generators use it to mark such references optional.
 func Inactive(c *Config, path string) bool {
 	sd := c.Scaling.ServiceDiscovery
-	for _, m := range []string{DiscoveryStatic, DiscoveryDNS, DiscoveryConsul} {
+	for _, m := range []string{DiscoveryStatic, DiscoveryDNS, DiscoveryConsul, DiscoveryEtcd} {
 		if sd.Method != m && strings.HasPrefix(path, "scaling.service_discovery."+m+".") {
 			return true
 		}

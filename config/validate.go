@@ -283,24 +283,21 @@ func (c *Config) validate(report func(path, msg string)) {
 	}
 	as := c.Observability.AutoScaling
 	positive("observability.auto_scaling.interval", as.Interval)
+	validateAutoScaling(as, bad)
 	for i, rule := range as.Metrics {
 		p := fmt.Sprintf("observability.auto_scaling.metrics[%d]", i)
 		if rule.Metric == "" {
 			bad(p+".metric", "is required; one of %s", oneOf(Metrics))
-		} else {
-			enum(p+".metric", rule.Metric, Metrics)
-		}
-		if rule.Action == "" {
-			bad(p+".action", "is required; \"scale_up\" or \"scale_down\"")
-		} else {
-			enum(p+".action", rule.Action, []string{ScaleUp, ScaleDown})
+		} else if !slices.Contains(Metrics, rule.Metric) {
+			bad(p+".metric", "%q is not a scaling metric shoal measures; use one of %s", rule.Metric, oneOf(Metrics))
 		}
 		switch {
-		case strings.HasSuffix(rule.Metric, "_percentage") && (rule.Threshold < 0 || rule.Threshold > 100):
-			bad(p+".threshold", "%g is out of range; %s is a percentage, 0-100", rule.Threshold, rule.Metric)
-		case rule.Threshold < 0:
-			bad(p+".threshold", "must be zero or more, got %g", rule.Threshold)
+		case rule.Action == "" && rule.Target == 0:
+			bad(p+".action", "is required; \"scale_up\" or \"scale_down\" (or give the rule a target for proportional control)")
+		case rule.Action != "":
+			enum(p+".action", rule.Action, []string{ScaleUp, ScaleDown})
 		}
+		validateRuleTarget(p, rule, bad)
 		atLeast(p+".step", rule.Step, 1)
 	}
 
@@ -473,5 +470,64 @@ func checkURL(bad func(string, string, ...any), path, raw string, schemes []stri
 	}
 	if !slices.Contains(schemes, u.Scheme) {
 		bad(path, "scheme %q is not supported here; use one of %s", u.Scheme, oneOf(schemes))
+	}
+}
+
+// validateAutoScaling checks the autoscaler's own settings: target, tolerance and rate policies.
+func validateAutoScaling(as AutoScaling, bad func(path, format string, args ...any)) {
+	const p = "observability.auto_scaling"
+	if as.Target != AutoscaleTargetFleet && as.Target != AutoscaleTargetKubernetes {
+		bad(p+".target", "%q is not a target; use \"fleet\" (the local fleet of shoal up) or \"kubernetes\" (a Deployment, through shoal autoscale)", as.Target)
+	}
+	if as.Tolerance < 0 || as.Tolerance >= 1 {
+		bad(p+".tolerance", "%g is out of range; it is a share of the target from 0 to 0.99, e.g. 0.1 for 10%%", as.Tolerance)
+	}
+	if as.CPUInitializationPeriod < 0 {
+		bad(p+".cpu_initialization_period", "must not be negative, e.g. \"5m\"")
+	}
+	for dir, b := range map[string]ScalingBehavior{"scale_up": as.ScaleUp, "scale_down": as.ScaleDown} {
+		bp := p + "." + dir
+		if !slices.Contains([]string{SelectMax, SelectMin, SelectDisabled}, b.SelectPolicy) {
+			bad(bp+".select_policy", "%q is not one of \"max\", \"min\", \"disabled\"", b.SelectPolicy)
+		}
+		if len(b.Policies) == 0 && b.SelectPolicy != SelectDisabled {
+			bad(bp+".policies", "lists no policy, so the fleet could never %s; give one, e.g. {type: percent, value: 100, period: 15s}, or set select_policy: disabled", map[string]string{"scale_up": "grow", "scale_down": "shrink"}[dir])
+		}
+		for i, rp := range b.Policies {
+			pp := fmt.Sprintf("%s.policies[%d]", bp, i)
+			if rp.Type != PolicyPods && rp.Type != PolicyPercent {
+				bad(pp+".type", "%q is not a policy type; use \"pods\" (instances per period) or \"percent\"", rp.Type)
+			}
+			if rp.Value < 1 {
+				bad(pp+".value", "must be at least 1, got %d; to forbid changes set select_policy: disabled", rp.Value)
+			}
+			if rp.Period.D() < time.Second || rp.Period.D() > 30*time.Minute {
+				bad(pp+".period", "%s is out of range; use 1s to 30m (the HPA's limits)", rp.Period)
+			}
+		}
+	}
+}
+
+// validateRuleTarget checks a rule's threshold and its proportional target, both in the metric's unit.
+func validateRuleTarget(p string, rule ScalingRule, bad func(path, format string, args ...any)) {
+	percent := strings.HasSuffix(rule.Metric, "_percentage")
+	if rule.Action != "" {
+		switch {
+		case percent && (rule.Threshold < 0 || rule.Threshold > 100):
+			bad(p+".threshold", "%g is out of range; %s is a percentage, 0-100", rule.Threshold, rule.Metric)
+		case rule.Threshold < 0:
+			bad(p+".threshold", "must be zero or more, got %g", rule.Threshold)
+		}
+	}
+	if rule.Target == 0 {
+		return
+	}
+	switch {
+	case rule.Metric == MetricInstanceCount:
+		bad(p+".target", "the instance count cannot be steered to a target; bound it with scaling.instances.min_instances and max_instances")
+	case rule.Target < 0:
+		bad(p+".target", "must be above zero, got %g", rule.Target)
+	case percent && rule.Target > 100:
+		bad(p+".target", "%g%% is over 100%%; %s is a percentage, so use 1-100", rule.Target, rule.Metric)
 	}
 }

@@ -25,13 +25,37 @@ type Instance struct {
 	Weight int
 	// Meta holds free-form labels, e.g. "version": "v2" or "pid". May be nil.
 	Meta map[string]string
+	// Draining marks an instance that is still registered but leaving: a
+	// [Registrar] drained it, or it is a Kubernetes endpoint that is
+	// terminating but still serving. The proxy sends it no new requests and
+	// lets its in-flight requests finish, exactly as for an instance that
+	// left the set.
+	Draining bool
 }
 
-// Equal reports whether i and o have the same ID, URL, Weight and Meta. A nil
-// and an empty Meta are equal.
+// Equal reports whether i and o have the same ID, URL, Weight, Meta and
+// Draining. A nil and an empty Meta are equal. It does not allocate.
 func (i Instance) Equal(o Instance) bool {
-	return i.ID == o.ID && i.Weight == o.Weight && urlString(i.URL) == urlString(o.URL) &&
+	return i.ID == o.ID && i.Weight == o.Weight && i.Draining == o.Draining && SameURL(i.URL, o.URL) &&
 		maps.Equal(i.Meta, o.Meta)
+}
+
+// SameURL reports whether a and b are the same URL (u.String() of both are
+// equal, nil being ""), without allocating for the scheme://host[:port]
+// URLs that instances have.
+func SameURL(a, b *url.URL) bool {
+	switch {
+	case a == b:
+		return true
+	case a == nil || b == nil:
+		return urlString(a) == urlString(b)
+	}
+	if a.Opaque == "" && b.Opaque == "" && a.User == nil && b.User == nil && a.Path == "" && b.Path == "" &&
+		a.RawPath == "" && b.RawPath == "" && !a.ForceQuery && !b.ForceQuery && a.RawQuery == "" && b.RawQuery == "" &&
+		a.Fragment == "" && b.Fragment == "" && a.OmitHost == b.OmitHost {
+		return a.Scheme == b.Scheme && a.Host == b.Host
+	}
+	return a.String() == b.String()
 }
 
 // urlString is u.String(), or "" for a nil u.

@@ -14,6 +14,11 @@ import (
 // ready to use; a Set must not be copied after first use. All methods are safe
 // for concurrent use.
 //
+// A Set is also a [Registrar] for code that wants the registrar contract
+// without a registry (tests, a single process): Register is Add, SetHealth
+// hides an instance from watchers while it is unhealthy, Drain marks it
+// Draining, Deregister is Remove.
+//
 // Add and Replace take copies of the instances given (including URL and
 // Meta), so the caller may reuse them. They fill in ID from URL when it is
 // empty and raise a Weight below 1 to 1. An instance without a URL is a
@@ -21,10 +26,14 @@ import (
 type Set struct {
 	mu      sync.Mutex
 	members map[string]Instance
+	down    map[string]bool // members reported unhealthy: not delivered
 	feeds   map[*Feed]struct{}
 }
 
-var _ Provider = (*Set)(nil)
+var (
+	_ Provider  = (*Set)(nil)
+	_ Registrar = (*Set)(nil)
+)
 
 // NewSet returns a Set holding instances. A later instance replaces an earlier
 // one with the same ID.
@@ -44,6 +53,7 @@ func (s *Set) Add(instances ...Instance) {
 	}
 	for _, i := range in {
 		s.members[i.ID] = i
+		delete(s.down, i.ID)
 	}
 	s.publish()
 }
@@ -57,6 +67,7 @@ func (s *Set) Remove(id string) bool {
 		return false
 	}
 	delete(s.members, id)
+	delete(s.down, id)
 	s.publish()
 	return true
 }
@@ -72,8 +83,68 @@ func (s *Set) Replace(instances []Instance) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.members = members
+	s.down = nil
 	s.publish()
 }
+
+// Register implements [Registrar]: it is Add, after checking the instance
+// with [CheckInstance].
+func (s *Set) Register(_ context.Context, in Instance) error {
+	if err := CheckInstance(in); err != nil {
+		return err
+	}
+	in.Draining = false
+	s.Add(in)
+	return nil
+}
+
+// SetHealth implements [Registrar]: an unhealthy member is not delivered to
+// watchers (nor returned by Instances) until it is healthy again.
+func (s *Set) SetHealth(_ context.Context, id string, healthy bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.members[id]; !ok {
+		return ErrNotRegistered
+	}
+	if healthy == !s.down[id] {
+		return nil
+	}
+	if healthy {
+		delete(s.down, id)
+	} else {
+		if s.down == nil {
+			s.down = make(map[string]bool)
+		}
+		s.down[id] = true
+	}
+	s.publish()
+	return nil
+}
+
+// Drain implements [Registrar]: the member is delivered with Draining set.
+func (s *Set) Drain(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.members[id]
+	if !ok {
+		return ErrNotRegistered
+	}
+	if !in.Draining {
+		in.Draining = true
+		s.members[id] = in
+		s.publish()
+	}
+	return nil
+}
+
+// Deregister implements [Registrar]: it is Remove.
+func (s *Set) Deregister(_ context.Context, id string) error {
+	s.Remove(id)
+	return nil
+}
+
+// Close implements [Registrar]; a Set has nothing to release.
+func (s *Set) Close() error { return nil }
 
 // Instances returns the current members sorted by ID. The slice is the
 // caller's; URL and Meta are shared and must not be modified.
@@ -115,9 +186,13 @@ func (s *Set) publish() {
 	}
 }
 
-// snapshot returns the members sorted by ID. s.mu must be held.
+// snapshot returns the healthy members sorted by ID. s.mu must be held.
 func (s *Set) snapshot() []Instance {
-	return slices.SortedFunc(maps.Values(s.members), byID)
+	all := slices.SortedFunc(maps.Values(s.members), byID)
+	if len(s.down) == 0 {
+		return all
+	}
+	return slices.DeleteFunc(all, func(i Instance) bool { return s.down[i.ID] })
 }
 
 // prepare copies instances and fills in their defaults; see [Set].

@@ -1,10 +1,12 @@
 // Package discoverytest is the conformance suite for implementations of
-// [discovery.Provider]: every backend runs [Exercise] against itself, as
-// watermill's backends run its pubsub tests.
+// [discovery.Provider] and [discovery.Registrar]: every backend runs
+// [Exercise] (watching) and [ExerciseRegistrar] (registering) against
+// itself, as watermill's backends run its pubsub tests.
 package discoverytest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -322,7 +324,268 @@ func format(set []discovery.Instance) string {
 		if i.URL != nil {
 			u = i.URL.String()
 		}
-		parts[n] = fmt.Sprintf("{ID %q URL %s Weight %d Meta %v}", i.ID, u, i.Weight, i.Meta)
+		parts[n] = fmt.Sprintf("{ID %q URL %s Weight %d Meta %v Draining %v}", i.ID, u, i.Weight, i.Meta, i.Draining)
 	}
 	return "[" + strings.Join(parts, " ") + "]"
+}
+
+// RegistrarSubject is a registry under test: a [discovery.Registrar] that
+// writes to it and a [discovery.Provider] that reads it.
+type RegistrarSubject struct {
+	// Provider reads the registry. The registry is empty at first.
+	Provider discovery.Provider
+	// Registrar writes to it. [ExerciseRegistrar] closes it at the end of each
+	// subtest, before checking for leaked goroutines.
+	Registrar discovery.Registrar
+	// Instance returns the i-th (i >= 0) of a series of distinct instances to
+	// register, exactly as the provider reports them once registered (ID,
+	// URL, Weight and Meta, any keys the backend adds included; Draining
+	// false). ExerciseRegistrar uses i < 8. Required.
+	Instance func(i int) discovery.Instance
+	// DrainRemoves says the registry cannot mark an instance draining (DNS),
+	// so that after Drain the provider no longer delivers it; otherwise it
+	// delivers it with Draining set.
+	DrainRemoves bool
+	// Refreshed is as in [Subject]: nil when the provider learns of every
+	// change by itself, else a wait for one complete read of the registry.
+	Refreshed func(t *testing.T)
+	// Cut breaks the provider's connection to the registry, leaving the
+	// registrar's, until restore is called; nil when that cannot be done.
+	// While cut the provider must report an error and must not deliver a
+	// set (it keeps the last good one); after restore it must deliver the
+	// registry's current set, changes made meanwhile included.
+	Cut func(t *testing.T) (restore func())
+}
+
+// ExerciseRegistrar runs the registrar cases of the conformance suite
+// against registries made by newSubject, called once per subtest: the initial
+// set, an instance added, removed, its health changing, drained and
+// deregistered, the contract's errors, and — when the subject can Cut — a
+// registry outage that keeps the last set and a recovery that catches up
+// with every change made meanwhile. The same rules as for [Exercise] apply
+// to goroutines and t.Parallel.
+func ExerciseRegistrar(t *testing.T, newSubject func(t *testing.T) RegistrarSubject) {
+	t.Helper()
+	run := func(name string, test func(t *testing.T, s RegistrarSubject)) {
+		t.Run(name, func(t *testing.T) {
+			s := newSubject(t)
+			if s.Provider == nil || s.Registrar == nil || s.Instance == nil {
+				t.Fatal("discoverytest: RegistrarSubject needs Provider, Registrar and Instance")
+			}
+			leaks := goleak.IgnoreCurrent()
+			test(t, s)
+			if err := s.Registrar.Close(); err != nil {
+				t.Errorf("Registrar.Close: %v", err)
+			}
+			if !t.Failed() {
+				goleak.VerifyNone(t, leaks)
+			}
+		})
+	}
+	register := func(t *testing.T, s RegistrarSubject, idx ...int) {
+		t.Helper()
+		for _, i := range idx {
+			if err := s.Registrar.Register(t.Context(), s.Instance(i)); err != nil {
+				t.Fatalf("Register(%s): %v", s.Instance(i).ID, err)
+			}
+		}
+	}
+	draining := func(in discovery.Instance) discovery.Instance {
+		in.Draining = true
+		return in
+	}
+
+	run("InitialSet", func(t *testing.T, s RegistrarSubject) {
+		register(t, s, 0, 1)
+		w := watch(t, s.asSubject())
+		w.expectEventually(t, pick(s.asSubject(), 0, 1))
+		w.stop(t)
+	})
+
+	run("AddAndRemove", func(t *testing.T, s RegistrarSubject) {
+		w := watch(t, s.asSubject())
+		w.expectEventually(t, nil)
+		register(t, s, 0)
+		w.expect(t, pick(s.asSubject(), 0))
+		register(t, s, 1)
+		w.expect(t, pick(s.asSubject(), 0, 1))
+		if err := s.Registrar.Deregister(t.Context(), s.Instance(0).ID); err != nil {
+			t.Fatalf("Deregister: %v", err)
+		}
+		w.expect(t, pick(s.asSubject(), 1))
+		if err := s.Registrar.Deregister(t.Context(), s.Instance(0).ID); err != nil {
+			t.Fatalf("Deregister of an instance no longer registered: %v, want nil", err)
+		}
+		if err := s.Registrar.Deregister(t.Context(), "never-registered"); err != nil {
+			t.Fatalf("Deregister of an unknown ID: %v, want nil", err)
+		}
+		register(t, s, 2)
+		w.expect(t, pick(s.asSubject(), 1, 2))
+		w.stop(t)
+	})
+
+	run("HealthChange", func(t *testing.T, s RegistrarSubject) {
+		register(t, s, 0, 1)
+		w := watch(t, s.asSubject())
+		w.expectEventually(t, pick(s.asSubject(), 0, 1))
+		if err := s.Registrar.SetHealth(t.Context(), s.Instance(0).ID, false); err != nil {
+			t.Fatalf("SetHealth(false): %v", err)
+		}
+		w.expect(t, pick(s.asSubject(), 1))
+		// Reporting the same health again changes nothing.
+		if err := s.Registrar.SetHealth(t.Context(), s.Instance(0).ID, false); err != nil {
+			t.Fatalf("SetHealth(false) again: %v", err)
+		}
+		refreshed(t, s.asSubject())
+		if err := s.Registrar.SetHealth(t.Context(), s.Instance(0).ID, true); err != nil {
+			t.Fatalf("SetHealth(true): %v", err)
+		}
+		w.expect(t, pick(s.asSubject(), 0, 1))
+		if err := s.Registrar.SetHealth(t.Context(), "never-registered", true); !errors.Is(err, discovery.ErrNotRegistered) {
+			t.Fatalf("SetHealth of an unknown ID: %v, want ErrNotRegistered", err)
+		}
+		w.stop(t)
+	})
+
+	run("DrainThenDeregister", func(t *testing.T, s RegistrarSubject) {
+		register(t, s, 0, 1)
+		w := watch(t, s.asSubject())
+		w.expectEventually(t, pick(s.asSubject(), 0, 1))
+		if err := s.Registrar.Drain(t.Context(), s.Instance(0).ID); err != nil {
+			t.Fatalf("Drain: %v", err)
+		}
+		afterDrain := []discovery.Instance{draining(s.Instance(0)), s.Instance(1)}
+		if s.DrainRemoves {
+			afterDrain = pick(s.asSubject(), 1)
+		}
+		w.expect(t, afterDrain)
+		// Health reports do not end a drain.
+		if err := s.Registrar.SetHealth(t.Context(), s.Instance(0).ID, true); err != nil {
+			t.Fatalf("SetHealth(true) while draining: %v", err)
+		}
+		refreshed(t, s.asSubject())
+		if err := s.Registrar.Deregister(t.Context(), s.Instance(0).ID); err != nil {
+			t.Fatalf("Deregister: %v", err)
+		}
+		if !s.DrainRemoves {
+			w.expect(t, pick(s.asSubject(), 1))
+		}
+		// Nothing else came: had the drained instance come back, it would
+		// show before this set.
+		register(t, s, 2)
+		w.expect(t, pick(s.asSubject(), 1, 2))
+		if err := s.Registrar.Drain(t.Context(), "never-registered"); !errors.Is(err, discovery.ErrNotRegistered) {
+			t.Fatalf("Drain of an unknown ID: %v, want ErrNotRegistered", err)
+		}
+		w.stop(t)
+	})
+
+	run("RegisterAgainEndsDrain", func(t *testing.T, s RegistrarSubject) {
+		register(t, s, 0)
+		w := watch(t, s.asSubject())
+		w.expectEventually(t, pick(s.asSubject(), 0))
+		if err := s.Registrar.Drain(t.Context(), s.Instance(0).ID); err != nil {
+			t.Fatalf("Drain: %v", err)
+		}
+		if s.DrainRemoves {
+			w.expect(t, nil)
+		} else {
+			w.expect(t, []discovery.Instance{draining(s.Instance(0))})
+		}
+		register(t, s, 0)
+		w.expect(t, pick(s.asSubject(), 0))
+		w.stop(t)
+	})
+
+	run("InvalidInstance", func(t *testing.T, s RegistrarSubject) {
+		for name, in := range map[string]discovery.Instance{
+			"NoID":  {URL: s.Instance(0).URL},
+			"NoURL": {ID: "no-url"},
+		} {
+			var invalid *discovery.InvalidInstanceError
+			if err := s.Registrar.Register(t.Context(), in); !errors.As(err, &invalid) {
+				t.Errorf("%s: Register = %v, want an *InvalidInstanceError", name, err)
+			}
+		}
+		if err := s.Registrar.SetHealth(t.Context(), "no-url", true); !errors.Is(err, discovery.ErrNotRegistered) {
+			t.Errorf("SetHealth after a refused Register: %v, want ErrNotRegistered", err)
+		}
+	})
+
+	run("OutageKeepsLastSetAndRecoveryCatchesUp", func(t *testing.T, s RegistrarSubject) {
+		if s.Cut == nil {
+			t.Skip("the provider's connection cannot be cut")
+		}
+		register(t, s, 0, 1, 2)
+		w := watch(t, s.asSubject())
+		w.expectEventually(t, pick(s.asSubject(), 0, 1, 2))
+		restore := s.Cut(t)
+		if ev := w.next(t); ev.Err == nil {
+			restore()
+			t.Fatalf("while cut got %s, want an error (and the last good set kept)", format(ev.Instances))
+		}
+		// Changes the provider cannot see yet: it must catch up with all of
+		// them, as a watch resumed after a disconnect must.
+		register(t, s, 3)
+		if err := s.Registrar.Deregister(t.Context(), s.Instance(1).ID); err != nil {
+			restore()
+			t.Fatalf("Deregister: %v", err)
+		}
+		if err := s.Registrar.SetHealth(t.Context(), s.Instance(2).ID, false); err != nil {
+			restore()
+			t.Fatalf("SetHealth: %v", err)
+		}
+		for pending := true; pending; {
+			select {
+			case ev, ok := <-w.ch:
+				if !ok {
+					restore()
+					t.Fatal("channel closed while cut")
+				}
+				if ev.Err == nil {
+					restore()
+					t.Fatalf("while cut got %s, want only errors", format(ev.Instances))
+				}
+			default:
+				pending = false
+			}
+		}
+		restore()
+		w.expectEventually(t, pick(s.asSubject(), 0, 3))
+		register(t, s, 4)
+		w.expect(t, pick(s.asSubject(), 0, 3, 4))
+		w.stop(t)
+	})
+}
+
+// asSubject adapts s to the helpers shared with [Exercise].
+func (s RegistrarSubject) asSubject() Subject {
+	return Subject{Provider: s.Provider, Instance: s.Instance, Refreshed: s.Refreshed}
+}
+
+// expectEventually reads events until one is the set want, skipping errors
+// and other sets (intermediate states a provider may pass through).
+func (w *watcher) expectEventually(t *testing.T, want []discovery.Instance) {
+	t.Helper()
+	deadline := time.Now().Add(Timeout)
+	var last discovery.Event
+	for time.Now().Before(deadline) {
+		timer := time.NewTimer(time.Until(deadline))
+		select {
+		case ev, ok := <-w.ch:
+			timer.Stop()
+			if !ok {
+				t.Fatal("channel closed before its context was done")
+			}
+			if ev.Err == nil && equal(ev.Instances, want) {
+				return
+			}
+			last = ev
+		case <-timer.C:
+		}
+	}
+	if last.Err != nil {
+		t.Fatalf("no event with %s within %s; the last was the error %v", format(want), Timeout, last.Err)
+	}
+	t.Fatalf("no event with %s within %s; the last was %s", format(want), Timeout, format(last.Instances))
 }
