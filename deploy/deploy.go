@@ -125,5 +125,13 @@ func Generate(c *config.Config, target string, opts Options) (*Output, error) {
 			return nil, fmt.Errorf("generating %s: file path %q escapes the output directory", target, f.Path)
 		}
 	}
-	return &Output{Target: target, Files: files, Warnings: s.warnings, Notes: s.notes}, nil
+	// Some objects are built more than once (the Helm chart takes values from the same
+	// objects it templates): say each thing once.
+	var warnings []Warning
+	for _, w := range s.warnings {
+		if !slices.Contains(warnings, w) {
+			warnings = append(warnings, w)
+		}
+	}
+	return &Output{Target: target, Files: files, Warnings: warnings, Notes: s.notes}, nil
 }

@@ -45,8 +45,23 @@
 // session_affinity; Istio maps ip_hash to consistentHash.useSourceIp with a Maglev table (the
 // address the calling Envoy sees, which behind a load balancer that hides client addresses is
 // the balancer's — session_affinity then hashes the cookie shoal_affinity instead); nginx maps
-// p2c_ewma to `random two least_conn`. The KEDA ScaledObject replaces the HPA rather than
-// joining it, since two autoscalers for one Deployment fight.
+// p2c_ewma to `random two least_conn`.
+//
+// One autoscaler per Deployment, never two, since an HPA and a KEDA ScaledObject (which makes
+// an HPA of its own) fight: Choose picks it from deploy.autoscaler, and under "auto" picks KEDA
+// only when an enabled auto_scaling rule scales up on latency, connections or queue depth,
+// which an HPA cannot express. The kubernetes target and the chart write that one (hpa.yaml or
+// scaledobject.yaml) and say which in a note; the keda target is the ScaledObject alone.
+//
+// Pods are selected by app.kubernetes.io/name and app.kubernetes.io/instance, as `helm create`
+// does (the instance is the release in the chart, the service's name elsewhere), and carry the
+// version labels of the image that runs: its tag, unless a canary pins version:. The chart
+// names every object after its release, so two releases share a namespace; installed as a
+// release named after the service it renders the kubernetes target's objects but for the
+// labels only Helm sets (helm.sh/chart, managed-by Helm).
+//
+// Liveness is the configuration's liveness_probe (default /live); pointing it at the
+// aggregated /health is warned about, since a dependency's outage would restart every pod.
 //
 // nginx -t: nginx resolves upstream host names when it loads its configuration, and the
 // compose service name "app" resolves only inside the compose network, so the test runs

@@ -35,6 +35,11 @@ func (s *spec) kedaFiles() ([]File, error) {
 	obj := s.scaledObject()
 	comment := "# Replaces hpa.yaml of the kubernetes target: KEDA creates the HPA itself, and two\n" +
 		"# autoscalers for one Deployment fight. Apply one or the other.\n"
+	if kind, why := Choose(s.c); kind == AutoscalerKEDA {
+		s.notes = append(s.notes, "the kubernetes target already writes this ScaledObject (its scaledobject.yaml) instead of an HPA: "+why)
+	} else {
+		s.warn("deploy.autoscaler", "the kubernetes and helm targets write an HPA for this configuration (%s); apply this ScaledObject instead of their hpa.yaml, never beside it, or set deploy.autoscaler: keda", why)
+	}
 	tree, err := toTree(obj)
 	if err != nil {
 		return nil, err

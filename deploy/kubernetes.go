@@ -37,6 +37,8 @@ type kubeObjects struct {
 	Deployment     *appsv1.Deployment
 	Service        *corev1.Service
 	HPA            *autoscalingv2.HorizontalPodAutoscaler
+	// ScaledObject replaces HPA when Choose picks KEDA: only one of them is set.
+	ScaledObject   *crd.ScaledObject
 	PDB            *policyv1.PodDisruptionBudget
 	ServiceMonitor *crd.ServiceMonitor
 }
@@ -61,6 +63,7 @@ func (o *kubeObjects) files() []kubeFile {
 	add("deployment.yaml", o.Deployment, o.Deployment != nil)
 	add("service.yaml", o.Service, o.Service != nil)
 	add("hpa.yaml", o.HPA, o.HPA != nil)
+	add("scaledobject.yaml", o.ScaledObject, o.ScaledObject != nil)
 	add("pdb.yaml", o.PDB, o.PDB != nil)
 	add("servicemonitor.yaml", o.ServiceMonitor, o.ServiceMonitor != nil)
 	return fs
@@ -73,9 +76,10 @@ func (s *spec) kubernetesFiles() ([]File, error) {
 		return nil, err
 	}
 	s.secretNote()
+	s.autoscalerNote()
 	var files []File
 	for _, kf := range objs.files() {
-		if kf.path == "hpa.yaml" && !s.c.Scaling.Enabled {
+		if (kf.path == "hpa.yaml" || kf.path == "scaledobject.yaml") && !s.c.Scaling.Enabled {
 			continue // scaling is off: the Deployment keeps min_instances replicas
 		}
 		tree, err := toTree(kf.obj)
@@ -96,6 +100,8 @@ var kubeComments = map[string]string{
 	"deployment.yaml": "# replicas is min_instances: applying this file again resets a Deployment the HPA has\n" +
 		"# scaled out to that, until the HPA scales it back (the Helm chart behaves the same).\n",
 	"servicemonitor.yaml": "# Needs the Prometheus Operator's CRDs; without them, leave this file out.\n",
+	"scaledobject.yaml": "# Needs KEDA installed in the cluster. It takes the place of an HPA (KEDA creates one\n" +
+		"# itself); deploy.autoscaler: hpa generates a plain HPA instead.\n",
 }
 
 // kubeObjects builds every Kubernetes object of the service.
@@ -110,7 +116,12 @@ func (s *spec) kubeObjects() (*kubeObjects, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := &kubeObjects{Deployment: dep, Service: s.kubeService(), HPA: s.hpa(), PDB: s.pdb()}
+	o := &kubeObjects{Deployment: dep, Service: s.kubeService(), PDB: s.pdb()}
+	if kind, _ := Choose(s.c); kind == AutoscalerKEDA {
+		o.ScaledObject = s.scaledObject()
+	} else {
+		o.HPA = s.hpa()
+	}
 	if s.c.Scaling.ServiceDiscovery.Method == config.DiscoveryKubernetes {
 		o.ServiceAccount, o.Role, o.RoleBinding = s.rbac()
 	}
@@ -136,7 +147,9 @@ func (s *spec) sharedMeta(name string) metav1.ObjectMeta {
 }
 
 // serviceSelector selects the pods of every version.
-func (s *spec) serviceSelector() map[string]string { return map[string]string{"app": s.name} }
+func (s *spec) serviceSelector() map[string]string {
+	return map[string]string{"app.kubernetes.io/name": s.name, "app.kubernetes.io/instance": s.name}
+}
 
 // deployment runs min_instances hardened pods with probes, drain and environment from the
 // configuration.
@@ -163,11 +176,12 @@ func (s *spec) deployment() (*appsv1.Deployment, error) {
 	}
 
 	container := corev1.Container{
-		Name:      s.name,
-		Image:     s.image,
-		Ports:     ports,
-		Env:       append(fixed, literal...),
-		Resources: res,
+		Name:            s.name,
+		Image:           s.image,
+		ImagePullPolicy: pullPolicy(s.image),
+		Ports:           ports,
+		Env:             append(fixed, literal...),
+		Resources:       res,
 		// The startup probe holds the other two off for up to startup.initial_delay, so a slow
 		// start is not killed and a fast one is not kept waiting.
 		StartupProbe: &corev1.Probe{ProbeHandler: httpProbe(in.Startup.LivenessProbe),
@@ -191,6 +205,9 @@ func (s *spec) deployment() (*appsv1.Deployment, error) {
 		// drain_timeout lets every proxy and load balancer stop sending before SIGTERM. The
 		// sleep action needs no shell in the image (Kubernetes 1.30 or later).
 		container.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: d}}}
+	}
+	if lp := in.Startup.LivenessProbe; lp == "/health" || (c.Health.Enabled && lp == c.Health.Endpoint) {
+		s.warn("scaling.instances.startup.liveness_probe", "%s is the health endpoint, which fails when a dependency (database, cache, another service) does, so an outage of one would restart every pod; point liveness at /live, which health.Handler serves, and keep %s for readiness and monitoring", lp, lp)
 	}
 	sh := in.Shutdown
 	if need := int64(sh.DrainTimeout.Seconds()) + int64(sh.GracefulTimeout.Seconds()); int64(sh.ForceTimeout.Seconds()) < need {
@@ -531,6 +548,15 @@ func (s *spec) rbac() (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
 	}
 	return sa, role, binding
+}
+
+// pullPolicy is what Kubernetes defaults to, written out so the chart's image.pullPolicy
+// renders the same: Always for an image without a tag or tagged latest, IfNotPresent otherwise.
+func pullPolicy(image string) corev1.PullPolicy {
+	if _, tag := splitImage(image); (tag == "" || tag == "latest") && !strings.Contains(image, "@") {
+		return corev1.PullAlways
+	}
+	return corev1.PullIfNotPresent
 }
 
 // ptr returns a pointer to a copy of v.

@@ -119,9 +119,11 @@ func TestKubernetes_DecodesStrictly(t *testing.T) {
 	for _, fx := range fixtures {
 		t.Run(fx.name, func(t *testing.T) {
 			d := decodeTargets(t, fx, Kubernetes, KEDA, Istio)
-			if len(d.Deployments) != 1 || len(d.Services) != 1 || len(d.HPAs) != 1 || len(d.PDBs) != 1 ||
-				len(d.ScaledObjects) != 1 || len(d.VirtualServices) != 1 || len(d.DestinationRules) != 1 {
-				t.Fatalf("missing objects: %+v", d)
+			// The kubernetes target's one autoscaler, and the keda target's ScaledObject.
+			if len(d.Deployments) != 1 || len(d.Services) != 1 || len(d.HPAs)+len(d.ScaledObjects) != 2 || len(d.PDBs) != 1 ||
+				len(d.ScaledObjects) < 1 || len(d.VirtualServices) != 1 || len(d.DestinationRules) != 1 {
+				t.Fatalf("missing objects: %d Deployments, %d Services, %d HPAs, %d PDBs, %d ScaledObjects, %d VirtualServices, %d DestinationRules",
+					len(d.Deployments), len(d.Services), len(d.HPAs), len(d.PDBs), len(d.ScaledObjects), len(d.VirtualServices), len(d.DestinationRules))
 			}
 		})
 	}
@@ -226,18 +228,27 @@ func TestKubernetes_CrossReferences(t *testing.T) {
 				}
 			}
 
-			// The autoscalers and the budget point at the Deployment.
-			hpa := d.HPAs[0]
-			ref := hpa.Spec.ScaleTargetRef
-			if ref.Kind != "Deployment" || ref.Name != dep.Name || ref.APIVersion != "apps/v1" {
-				t.Errorf("HPA targets %+v, not Deployment %s", ref, dep.Name)
+			// One autoscaler, never two, and it and the budget point at the Deployment.
+			kube := decodeTargets(t, fx, Kubernetes)
+			kind, _ := Choose(c)
+			switch {
+			case kind == AutoscalerHPA && (len(kube.HPAs) != 1 || len(kube.ScaledObjects) != 0),
+				kind == AutoscalerKEDA && (len(kube.HPAs) != 0 || len(kube.ScaledObjects) != 1):
+				t.Errorf("the kubernetes target writes %d HPAs and %d ScaledObjects; want one %s", len(kube.HPAs), len(kube.ScaledObjects), kind)
 			}
-			if *hpa.Spec.MinReplicas != int32(in.MinInstances) || hpa.Spec.MaxReplicas != int32(in.MaxInstances) {
-				t.Errorf("HPA bounds %d-%d", *hpa.Spec.MinReplicas, hpa.Spec.MaxReplicas)
+			for _, hpa := range d.HPAs {
+				ref := hpa.Spec.ScaleTargetRef
+				if ref.Kind != "Deployment" || ref.Name != dep.Name || ref.APIVersion != "apps/v1" {
+					t.Errorf("HPA targets %+v, not Deployment %s", ref, dep.Name)
+				}
+				if *hpa.Spec.MinReplicas != int32(in.MinInstances) || hpa.Spec.MaxReplicas != int32(in.MaxInstances) {
+					t.Errorf("HPA bounds %d-%d", *hpa.Spec.MinReplicas, hpa.Spec.MaxReplicas)
+				}
 			}
-			so := d.ScaledObjects[0]
-			if so.Spec.ScaleTargetRef.Name != dep.Name || so.Spec.ScaleTargetRef.Kind != "Deployment" {
-				t.Errorf("ScaledObject targets %+v", so.Spec.ScaleTargetRef)
+			for _, so := range d.ScaledObjects {
+				if so.Spec.ScaleTargetRef.Name != dep.Name || so.Spec.ScaleTargetRef.Kind != "Deployment" {
+					t.Errorf("ScaledObject targets %+v", so.Spec.ScaleTargetRef)
+				}
 			}
 			if _, ok := ctr.Resources.Requests[corev1.ResourceCPU]; !ok {
 				t.Error("no CPU request: the HPA could not compute utilisation")

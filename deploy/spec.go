@@ -38,8 +38,11 @@ type spec struct {
 	// metricsPort is the port metrics are scraped on when it is not port, else 0.
 	metricsPort int32
 	metricsPath string
-	// version is the version label of the pods, "" when version: is not a label value.
+	// version is the version label of the pods, "" when it is not a label value: the image's
+	// tag when it has one (and no canary pins version:), else version:.
 	version string
+	// appVersion is that version even when it is not a label value (Helm's appVersion).
+	appVersion string
 	// selector selects the pods of the workload; labels go on every object and pod.
 	selector, labels map[string]string
 	secretName       string
@@ -115,12 +118,22 @@ func newSpec(c *config.Config, target string, opts Options) (*spec, error) {
 		return nil, fmt.Errorf("image %q contains whitespace; pass an image reference such as ghcr.io/acme/api:1.4.2", s.image)
 	}
 
-	if labelValue.MatchString(c.Version) && len(c.Version) <= 63 {
-		s.version = c.Version
-	} else if target != Compose && target != Nginx {
-		s.warn("version", "%q is not a Kubernetes label value, so pods get no version label; use letters, digits, '-', '_' and '.' only", c.Version)
+	// The version that runs is the image's tag when it has one: `--image app:1.0` labels the
+	// pods 1.0 even though version: is left at its default. A canary keeps version:, since its
+	// subsets select pods by that label.
+	appVersion := c.Version
+	if _, tag := splitImage(s.image); tag != "" && tag != "latest" && len(c.Deploy.Canary) == 0 {
+		appVersion = tag
 	}
-	s.selector = map[string]string{"app": c.Name}
+	if labelValue.MatchString(appVersion) && len(appVersion) <= 63 {
+		s.version = appVersion
+	} else if target != Compose && target != Nginx {
+		s.warn("version", "%q is not a Kubernetes label value, so pods get no version label; use letters, digits, '-', '_' and '.' only", appVersion)
+	}
+	s.appVersion = appVersion
+	// The selector is Kubernetes' recommended pair, as `helm create` has it: the name and the
+	// instance (the Helm release; the service's name outside Helm).
+	s.selector = map[string]string{"app.kubernetes.io/name": c.Name, "app.kubernetes.io/instance": c.Name}
 	if len(c.Deploy.Canary) > 0 {
 		// One Deployment per version: each needs its own name and a selector that tells its
 		// pods from the other version's, while the Service spans both.
@@ -140,6 +153,7 @@ func newSpec(c *config.Config, target string, opts Options) (*spec, error) {
 	s.labels = map[string]string{
 		"app":                          c.Name,
 		"app.kubernetes.io/name":       c.Name,
+		"app.kubernetes.io/instance":   c.Name,
 		"app.kubernetes.io/managed-by": "shoal",
 	}
 	if s.version != "" {
