@@ -87,15 +87,29 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 }
 
 // Scale brings the fleet to req.Instances (scaling:write) and returns when it is there.
-func (c *Client) Scale(ctx context.Context, req ScaleRequest) (ScaleResult, error) {
+// OnProgress receives each instance's steps meanwhile.
+func (c *Client) Scale(ctx context.Context, req ScaleRequest, opts ...CallOpt) (ScaleResult, error) {
 	var res ScaleResult
-	err := c.do(ctx, http.MethodPost, "/v1/scale", nil, req, &res)
+	err := c.call(ctx, http.MethodPost, "/v1/scale", req, &res, opts)
 	return res, err
 }
 
 // Restart replaces every instance, one at a time (scaling:write), and returns when done.
-func (c *Client) Restart(ctx context.Context) error {
-	return c.do(ctx, http.MethodPost, "/v1/restart", nil, struct{}{}, &RestartResult{})
+// OnProgress receives each instance's steps meanwhile.
+func (c *Client) Restart(ctx context.Context, opts ...CallOpt) error {
+	return c.call(ctx, http.MethodPost, "/v1/restart", struct{}{}, &RestartResult{}, opts)
+}
+
+// call is do with the call options of Scale and Restart.
+func (c *Client) call(ctx context.Context, method, path string, in, out any, opts []CallOpt) error {
+	var o callOpts
+	for _, opt := range opts {
+		opt.applyCall(&o)
+	}
+	if o.progress == nil {
+		return c.do(ctx, method, path, nil, in, out)
+	}
+	return c.doStream(ctx, method, path, in, out, o.progress)
 }
 
 // SetHealthCheck enables or disables the health check name (scaling:write) and returns the
@@ -122,11 +136,21 @@ func (c *Client) Metrics(ctx context.Context, since time.Duration, points int) (
 }
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) error {
-	// path is already escaped; the base has no query or fragment.
-	target := c.URL() + path
-	if len(q) > 0 {
-		target += "?" + q.Encode()
+	return c.doStream(ctx, method, path+encodeQuery(q), in, out, nil)
+}
+
+func encodeQuery(q url.Values) string {
+	if len(q) == 0 {
+		return ""
 	}
+	return "?" + q.Encode()
+}
+
+// doStream sends a request and reads its answer; with progress, it asks for the operation's
+// steps (ProgressContentType) and hands each to progress as it arrives.
+func (c *Client) doStream(ctx context.Context, method, path string, in, out any, progress ProgressFunc) error {
+	// path is already escaped, its query encoded; the base has no query or fragment.
+	target := c.URL() + path
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -143,6 +167,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	if progress != nil {
+		req.Header.Set("Accept", ProgressContentType+", application/json")
+	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
@@ -155,6 +182,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 		return fmt.Errorf("calling the admin API at %s: %w", c.URL(), err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), ProgressContentType) {
+		return c.readProgress(resp.Body, progress, out)
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
 		return fmt.Errorf("reading the admin API's answer: %w", err)

@@ -42,6 +42,32 @@ func TestClient(t *testing.T) {
 		t.Fatalf("metrics %+v %v", m, err)
 	}
 
+	t.Run("progress streams each step, then the result or the error", func(t *testing.T) {
+		var steps []string
+		record := OnProgress(func(p Progress) { steps = append(steps, p.Instance+" "+p.State+": "+p.Message) })
+		res, err := c.Scale(ctx, ScaleRequest{Instances: 5}, record)
+		if err != nil || res.From != 4 || res.To != 5 || strings.Join(steps, "; ") != "demo-5 starting: started; demo-5 ready: ready" {
+			t.Fatalf("scale with progress: %+v %v; steps %q", res, err, steps)
+		}
+		// Refused before any step: the usual status code.
+		_, err = c.Scale(ctx, ScaleRequest{Instances: 50}, record)
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.StatusCode != 422 {
+			t.Fatalf("out of range with progress: %#v", err)
+		}
+		steps = nil
+		fx.fleet.mu.Lock()
+		fx.fleet.restartErr = errors.New("the replacement for demo-1 did not become ready")
+		fx.fleet.mu.Unlock()
+		err = c.Restart(ctx, record)
+		if !errors.As(err, &ae) || ae.Code != CodeInternal || !strings.Contains(ae.Message, "did not become ready") ||
+			len(steps) != 1 || !strings.Contains(steps[0], "answered 404") {
+			t.Fatalf("a failed restart with progress: %v; steps %q", err, steps)
+		}
+		fx.fleet.mu.Lock()
+		fx.fleet.restartErr = nil
+		fx.fleet.mu.Unlock()
+	})
 	t.Run("errors carry status and message", func(t *testing.T) {
 		_, err := c.Scale(ctx, ScaleRequest{Instances: 50})
 		var ae *APIError

@@ -69,8 +69,13 @@ const (
 
 // InstanceStatus is one instance.
 type InstanceStatus struct {
-	ID       string    `json:"id"`
-	PID      int       `json:"pid"`
+	ID string `json:"id"`
+	// PID is the service's process: the one of the instance's process group that listens on
+	// its port (under `go run` or a shell script, not the process shoal started), else PGID.
+	PID int `json:"pid"`
+	// PGID is the process group shoal started the instance in, led by the process it started;
+	// its CPU and memory are those of the whole group.
+	PGID     int       `json:"pgid,omitempty"`
 	Port     int       `json:"port"`
 	URL      string    `json:"url"`
 	State    string    `json:"state"`
@@ -86,13 +91,16 @@ type InstanceStatus struct {
 
 // CheckStatus is one health check of health.checks.
 type CheckStatus struct {
-	Name     string    `json:"name"`
-	Type     string    `json:"type"`
-	Critical bool      `json:"critical"`
-	Enabled  bool      `json:"enabled"`
-	Status   string    `json:"status"` // "pass", "fail", "disabled" or "unknown"
-	Error    string    `json:"error,omitempty"`
-	Checked  time.Time `json:"checked,omitempty"`
+	Name     string `json:"name"`
+	Type     string `json:"type"`
+	Critical bool   `json:"critical"`
+	Enabled  bool   `json:"enabled"`
+	// Switchable is whether SetHealthCheck can turn the check on and off: false for the checks
+	// that run inside the service (custom ones, database checks without a URL).
+	Switchable bool      `json:"switchable"`
+	Status     string    `json:"status"` // "pass", "fail", "disabled", "unknown" or "in-service"
+	Error      string    `json:"error,omitempty"`
+	Checked    time.Time `json:"checked,omitempty"`
 }
 
 // Event is a scaling event: a manual or automatic scale, a restart, a crash.

@@ -48,7 +48,7 @@ func (f *memFleet) Status(context.Context) Status {
 	return st
 }
 
-func (f *memFleet) Scale(_ context.Context, target int, reason string) (ScaleResult, error) {
+func (f *memFleet) Scale(ctx context.Context, target int, reason string) (ScaleResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.scales++
@@ -62,6 +62,10 @@ func (f *memFleet) Scale(_ context.Context, target int, reason string) (ScaleRes
 	res := ScaleResult{From: f.desired, To: target}
 	for i := f.desired + 1; i <= target; i++ {
 		res.Started = append(res.Started, fmt.Sprintf("demo-%d", i))
+		if p := ProgressFrom(ctx); p != nil {
+			p(Progress{Instance: fmt.Sprintf("demo-%d", i), State: StateStarting, Message: "started"})
+			p(Progress{Instance: fmt.Sprintf("demo-%d", i), State: StateReady, Message: "ready"})
+		}
 	}
 	for i := f.desired; i > target; i-- {
 		res.Stopped = append(res.Stopped, fmt.Sprintf("demo-%d", i))
@@ -71,10 +75,13 @@ func (f *memFleet) Scale(_ context.Context, target int, reason string) (ScaleRes
 	return res, nil
 }
 
-func (f *memFleet) Restart(context.Context) error {
+func (f *memFleet) Restart(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.restarts++
+	if p := ProgressFrom(ctx); p != nil {
+		p(Progress{Instance: "demo-9", State: StateStarting, Message: "waiting for /ready: GET /ready answered 404"})
+	}
 	return f.restartErr
 }
 

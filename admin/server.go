@@ -64,6 +64,9 @@ type ServerOptions struct {
 //	GET  /metrics                   scaling:read   Prometheus exposition (ServerOptions.Metrics)
 //	GET  /, /ui/                    no token: the dashboard (ServerOptions.Dashboard)
 //
+// Scale and restart stream each instance's steps as they happen to a client that sends
+// Accept: application/x-ndjson (ProgressContentType).
+//
 // Every error is an APIError as JSON. Bodies are limited to MaxBodyBytes and unknown JSON
 // fields are refused. Scale and restart answer when the fleet is done, and run with the
 // request's context: a client that goes away ends the wait, and the Fleet decides whether the
@@ -194,17 +197,22 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.log.Info("admin: scaling", append(who(r), "target", target, "reason", reason)...)
-	res, err := s.fleet.Scale(r.Context(), target, reason)
+	pw := &progressWriter{w: w}
+	ctx := r.Context()
+	if wantsProgress(r) {
+		ctx = WithProgress(ctx, pw.step)
+	}
+	res, err := s.fleet.Scale(ctx, target, reason)
 	var oor *OutOfRangeError
 	switch {
 	case errors.As(err, &oor):
-		s.writeError(w, &APIError{StatusCode: http.StatusUnprocessableEntity, Code: CodeOutOfRange, Message: oor.Error()})
+		pw.finish(s, 0, nil, &APIError{StatusCode: http.StatusUnprocessableEntity, Code: CodeOutOfRange, Message: oor.Error()})
 	case err != nil:
 		s.log.Warn("admin: scaling failed", "target", target, "error", err)
-		s.writeError(w, &APIError{StatusCode: http.StatusInternalServerError, Code: CodeInternal,
+		pw.finish(s, 0, nil, &APIError{StatusCode: http.StatusInternalServerError, Code: CodeInternal,
 			Message: fmt.Sprintf("scaling to %s failed: %v", instances(target), err)})
 	default:
-		s.writeJSON(w, http.StatusOK, res)
+		pw.finish(s, http.StatusOK, res, nil)
 	}
 }
 
@@ -215,13 +223,18 @@ func (s *Server) restart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("admin: rolling restart", who(r)...)
-	if err := s.fleet.Restart(r.Context()); err != nil {
+	pw := &progressWriter{w: w}
+	ctx := r.Context()
+	if wantsProgress(r) {
+		ctx = WithProgress(ctx, pw.step)
+	}
+	if err := s.fleet.Restart(ctx); err != nil {
 		s.log.Warn("admin: rolling restart failed", "error", err)
-		s.writeError(w, &APIError{StatusCode: http.StatusInternalServerError, Code: CodeInternal,
+		pw.finish(s, 0, nil, &APIError{StatusCode: http.StatusInternalServerError, Code: CodeInternal,
 			Message: fmt.Sprintf("the rolling restart failed: %v", err)})
 		return
 	}
-	s.writeJSON(w, http.StatusOK, RestartResult{Restarted: true})
+	pw.finish(s, http.StatusOK, RestartResult{Restarted: true}, nil)
 }
 
 func (s *Server) healthCheck(w http.ResponseWriter, r *http.Request) {
