@@ -276,6 +276,29 @@ type LoadBalancer struct {
 	UpstreamProtocol string         `yaml:"upstream_protocol" json:"upstream_protocol" jsonschema:"enum=http1,enum=h2c"`
 	CircuitBreaker   CircuitBreaker `yaml:"circuit_breaker" json:"circuit_breaker"`
 	Retry            Retry          `yaml:"retry" json:"retry"`
+	// LatencyEjection takes an instance that stops answering out of rotation within about a
+	// second, long before its health checks fail, and hedges the requests waiting on it.
+	LatencyEjection LatencyEjection `yaml:"latency_ejection" json:"latency_ejection"`
+}
+
+// LatencyEjection is shoal's proxy's defence against an instance that hangs without failing (a
+// stopped or deadlocked process still accepts connections): requests waiting on one instance,
+// none answered, for factor × the fleet's p99 time to an answer's headers (at least min_wait)
+// mean the instance gets no new requests until it answers again, and an idempotent request
+// that waited that long is also sent to another instance; the first answer wins. At most half
+// of the instances are taken out this way.
+type LatencyEjection struct {
+	// Enabled turns latency-aware ejection and hedging on. Defaults to true.
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Factor times the fleet's p99 wait for an answer's headers is how long requests may wait
+	// on one instance with none answered. At least 1. Defaults to 8.
+	Factor float64 `yaml:"factor" json:"factor"`
+	// MinWait is the least that wait may be; raise it above the longest an endpoint may take
+	// to send its headers (long polls). Defaults to 1s.
+	MinWait Duration `yaml:"min_wait" json:"min_wait"`
+	// Hedge sends an idempotent request that waited that long to a second instance too (paid
+	// from the retry budget, counted as an attempt). Defaults to true.
+	Hedge bool `yaml:"hedge" json:"hedge"`
 }
 
 // CircuitBreaker is kept per instance by the proxy.
@@ -307,7 +330,10 @@ type Retry struct {
 	// once their body started to flow. 0 keeps no body (only requests without one are replayed).
 	// Defaults to 1048576 (1 MiB).
 	MaxBodyBytes int64 `yaml:"max_body_bytes" json:"max_body_bytes"`
-	// TryTimeout limits one attempt; 0 means only the overall timeout applies. Defaults to 0.
+	// TryTimeout limits one attempt until its answer's headers. 0 (the default) means three times
+	// service_discovery.health_check.timeout in shoal's proxy (an instance silent that long is
+	// failing the request), and none in generated nginx and Istio configurations; at or above
+	// timeout, only the overall timeout applies. Defaults to 0.
 	TryTimeout Duration `yaml:"try_timeout" json:"try_timeout"`
 	// Timeout limits a request with all its retries. Defaults to 60s.
 	Timeout Duration `yaml:"timeout" json:"timeout"`

@@ -110,6 +110,13 @@ func (l *LoadBalancer) setDefaults() {
 	l.UpstreamProtocol = "http1"
 }
 
+func (l *LatencyEjection) setDefaults() {
+	l.Enabled = true
+	l.Factor = 8
+	l.MinWait = Duration(time.Second)
+	l.Hedge = true
+}
+
 func (c *CircuitBreaker) setDefaults() {
 	c.Enabled = true
 	c.FailureThreshold = 5

@@ -70,6 +70,14 @@ func (c *Config) validate(report func(path, msg string)) {
 	if c.Server.MaxHeaderBytes < 4096 {
 		bad("server.max_header_bytes", "%d is too small for real requests; use at least 4096", c.Server.MaxHeaderBytes)
 	}
+	if le := c.Scaling.LoadBalancer.LatencyEjection; le.Enabled {
+		if le.Factor < 1 {
+			bad("scaling.load_balancer.latency_ejection.factor", "must be at least 1 (times the fleet's p99), got %g", le.Factor)
+		}
+		if le.MinWait <= 0 {
+			bad("scaling.load_balancer.latency_ejection.min_wait", "must be more than zero, e.g. \"1s\"")
+		}
+	}
 	if c.Server.MinBodyRate < 0 {
 		bad("server.min_body_rate", "must be zero (no minimum) or more bytes per second, got %d", c.Server.MinBodyRate)
 	}

@@ -260,3 +260,151 @@ func TestProxy_TruncatedAnswerCountsAgainstTheInstance(t *testing.T) {
 }
 
 func strconvItoa(n, base int) string { return strconv.FormatInt(int64(n), base) }
+
+// hangable is an instance that can be made to stop answering, as a SIGSTOPped or deadlocked
+// process does: its connections are accepted and its requests read, but no answer comes — to
+// health checks either, unless halfBroken.
+type hangable struct {
+	*backend
+	hung       atomic.Bool
+	halfBroken bool // health checks still pass while requests hang
+	release    chan struct{}
+}
+
+func startHangable(t *testing.T, id string, halfBroken bool) *hangable {
+	h := &hangable{release: make(chan struct{}), halfBroken: halfBroken}
+	h.backend = &backend{id: id, hosts: map[string]int{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.addr = ln.Addr().String()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		health := r.URL.Path == "/health"
+		if !health {
+			h.hits.Add(1)
+		}
+		if h.hung.Load() && !(health && h.halfBroken) {
+			select {
+			case <-h.release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		io.WriteString(w, id)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { h.unhang(); srv.Close() })
+	return h
+}
+
+func (h *hangable) unhang() {
+	if h.hung.CompareAndSwap(true, false) {
+		close(h.release)
+	}
+}
+
+// One hung instance of three must not stall the fleet (defect 2): under load, with nothing
+// configured, no client with a 5 s timeout sees a failure — the requests already waiting on it
+// are hedged to the others, and it gets no new ones once it is stalled.
+func TestProxy_HungInstanceCostsNoRequests(t *testing.T) {
+	t.Parallel()
+	for _, path := range []string{"raw lane", "standard path"} {
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			a, b := startBackend(t, "a", nil), startBackend(t, "b", nil)
+			c := startHangable(t, "c", false)
+			reg := prometheus.NewRegistry()
+			opts := Options{Registerer: reg, HealthCheck: HealthCheck{Path: "/health", Interval: 200 * time.Millisecond, Timeout: time.Second}}
+			if path == "standard path" {
+				opts.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return rt } // turns the raw lane off
+			}
+			h := startProxy(t, opts, a, b, c.backend)
+			stop := make(chan struct{})
+			ok, failed, wait := loadWithTimeout(t, h.url+"/", 16, 5*time.Second, stop)
+			time.Sleep(300 * time.Millisecond) // the proxy learns the fleet's latency
+			hungAt := time.Now()
+			c.hung.Store(true)
+			waitFor(t, "the hung instance stalled", func() bool { return statusOf(h.p, "c").Stalled })
+			t.Logf("%s: the hung instance was out of rotation %s after it hung", path, time.Since(hungAt).Round(10*time.Millisecond))
+			hitsAtStall := c.hits.Load()
+			time.Sleep(2 * time.Second)
+			close(stop)
+			wait()
+			for _, o := range []string{"hedge_won", "primary_won", "both_failed", "not_sent"} {
+				t.Logf("hedges %s: %v", o, testutil.ToFloat64(h.p.metrics.hedges.WithLabelValues(o)))
+			}
+			if n := failed.Load(); n > 0 {
+				t.Fatalf("%d of %d requests failed with one instance hung", n, n+ok.Load())
+			}
+			if more := c.hits.Load() - hitsAtStall; more > 0 {
+				t.Errorf("the stalled instance got %d more requests", more)
+			}
+			if n := testutil.ToFloat64(h.p.metrics.hedges.WithLabelValues("hedge_won")); n == 0 {
+				t.Error("no request waiting on the hung instance was hedged")
+			}
+			// It answers again: it comes back into rotation.
+			c.unhang()
+			waitFor(t, "the instance back", func() bool { _, _ = get(t, h.url+"/"); return !statusOf(h.p, "c").Stalled })
+		})
+	}
+}
+
+// loadWithTimeout is load with clients that give up after timeout.
+func loadWithTimeout(t *testing.T, u string, workers int, timeout time.Duration, stop <-chan struct{}) (ok, failed *atomic.Int64, wait func()) {
+	ok, failed = new(atomic.Int64), new(atomic.Int64)
+	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}, Timeout: timeout}
+	done := make(chan struct{})
+	var n atomic.Int64
+	n.Store(int64(workers))
+	for w := 0; w < workers; w++ {
+		go func() {
+			defer func() {
+				if n.Add(-1) == 0 {
+					close(done)
+				}
+			}()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := cl.Get(u)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil || resp.StatusCode != http.StatusOK {
+					if failed.Add(1) == 1 {
+						t.Logf("first failure: %v %v", err, resp)
+					}
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	return ok, failed, func() { <-done; cl.CloseIdleConnections() }
+}
+
+// An instance whose health endpoint still answers while its requests hang comes back after each
+// passed check only after a hold that doubles: it costs no client a failure, and gets fewer and
+// fewer requests.
+func TestProxy_HalfBrokenInstanceCostsNoRequests(t *testing.T) {
+	t.Parallel()
+	a, b := startBackend(t, "a", nil), startBackend(t, "b", nil)
+	c := startHangable(t, "c", true)
+	h := startProxy(t, Options{HealthCheck: HealthCheck{Path: "/health", Interval: 100 * time.Millisecond, Timeout: time.Second}}, a, b, c.backend)
+	stop := make(chan struct{})
+	ok, failed, wait := loadWithTimeout(t, h.url+"/", 16, 5*time.Second, stop)
+	time.Sleep(300 * time.Millisecond)
+	c.hung.Store(true)
+	time.Sleep(5 * time.Second)
+	close(stop)
+	wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d of %d requests failed with one instance half broken", n, n+ok.Load())
+	}
+	t.Logf("%d requests; the half-broken instance was sent %d", ok.Load(), c.hits.Load())
+}

@@ -53,6 +53,7 @@ func (p *Proxy) checkOnce(u *upstream) {
 	hc := p.opts.HealthCheck
 	ctx, cancel := context.WithTimeout(p.ctx, hc.Timeout)
 	defer cancel()
+	began := time.Now()
 	err := p.probe(ctx, u)
 	if p.ctx.Err() != nil {
 		return
@@ -61,6 +62,7 @@ func (p *Proxy) checkOnce(u *upstream) {
 	u.lastCheck = p.clock.Now()
 	changed := false
 	if err == nil {
+		defer p.checkPassed(u, began) // after u.mu is released
 		u.fails = 0
 		u.passes++
 		if !u.healthy.Load() && u.passes >= hc.HealthyThreshold {

@@ -21,6 +21,8 @@ type metrics struct {
 	retries        *prometheus.CounterVec
 	ejections      *prometheus.CounterVec
 	truncated      *prometheus.CounterVec
+	stalls         *prometheus.CounterVec
+	hedges         *prometheus.CounterVec
 	breakerChanges *prometheus.CounterVec
 	healthChanges  *prometheus.CounterVec
 	connections    prometheus.Gauge
@@ -54,6 +56,14 @@ func newMetrics(reg prometheus.Registerer, p *Proxy) (*metrics, error) {
 			Name: "shoal_proxy_truncated_answers_total",
 			Help: "Answers an instance cut short after a valid head (its body ended early), by instance; each counts as a passive-health failure.",
 		}, []string{"instance"}),
+		stalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_proxy_stall_ejections_total",
+			Help: "Instances taken out of rotation because requests waited on them far longer than the fleet's p99 with none answered, by instance.",
+		}, []string{"instance"}),
+		hedges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shoal_proxy_hedged_requests_total",
+			Help: "Idempotent requests sent to a second instance after waiting the stall wait without an answer, by outcome (hedge_won, primary_won, both_failed, not_sent).",
+		}, []string{"outcome"}),
 		breakerChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shoal_proxy_breaker_transitions_total",
 			Help: "Circuit-breaker state changes, by instance and new state.",
@@ -79,7 +89,7 @@ func newMetrics(reg prometheus.Registerer, p *Proxy) (*metrics, error) {
 		breakerDesc:  prometheus.NewDesc("shoal_proxy_instance_breaker_state", "Circuit-breaker state of an instance: 0 closed, 1 half-open, 2 open, -1 disabled.", []string{"instance"}, nil),
 		ejectedDesc:  prometheus.NewDesc("shoal_proxy_instance_ejected", "1 while passive health has ejected an instance.", []string{"instance"}, nil),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.retries, m.ejections, m.truncated, m.breakerChanges,
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.retries, m.ejections, m.truncated, m.stalls, m.hedges, m.breakerChanges,
 		m.healthChanges, m.connections, m.instances, m.panicMode, m} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

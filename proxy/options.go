@@ -38,6 +38,9 @@ type Options struct {
 	Breaker resilience.BreakerConfig
 	// Retry configures retries of failed requests on other instances.
 	Retry Retry
+	// LatencyEjection takes instances that stop answering out of rotation and hedges the
+	// requests waiting on them (stalls.go).
+	LatencyEjection LatencyEjection
 
 	// MaxBodyBytes limits request bodies (413 beyond); 0 means no limit.
 	MaxBodyBytes int64
@@ -89,7 +92,9 @@ type Retry struct {
 	// MaxBodyBytes is the largest body kept for replay; larger requests are not retried once
 	// their body started to flow. Defaults to 1 MiB; negative keeps no body.
 	MaxBodyBytes int64
-	// TryTimeout limits one attempt until its response headers; 0 means none.
+	// TryTimeout limits one attempt until its response headers. Defaults to three times
+	// HealthCheck.Timeout (an instance that long without an answer is failing it), at most
+	// Timeout; negative means none.
 	TryTimeout time.Duration
 	// Timeout limits the request, retries included, until response headers. Defaults to 60s.
 	Timeout time.Duration
@@ -150,6 +155,19 @@ func (o *Options) setDefaults() error {
 	if r.Timeout <= 0 {
 		r.Timeout = dr.Timeout.D()
 	}
+	switch {
+	case r.TryTimeout == 0:
+		r.TryTimeout = min(3*hc.Timeout, r.Timeout)
+	case r.TryTimeout < 0 || r.TryTimeout >= r.Timeout:
+		r.TryTimeout = 0 // none: the overall timeout applies
+	}
+	le := &o.LatencyEjection
+	if le.Factor <= 0 {
+		le.Factor = 8
+	}
+	if le.MinWait <= 0 {
+		le.MinWait = time.Second
+	}
 	if o.Breaker.Enabled {
 		if err := o.Breaker.Validate(); err != nil {
 			return fmt.Errorf("circuit breaker: %w", err)
@@ -194,6 +212,10 @@ func FromConfig(c *config.Config) Options {
 			Attempts: lb.Retry.Attempts, Backoff: lb.Retry.Backoff.D(), MaxBackoff: lb.Retry.MaxBackoff.D(),
 			Budget: lb.Retry.Budget, NonIdempotent: lb.Retry.NonIdempotent, MaxBodyBytes: replayLimit(lb.Retry.MaxBodyBytes),
 			TryTimeout: lb.Retry.TryTimeout.D(), Timeout: lb.Retry.Timeout.D(),
+		},
+		LatencyEjection: LatencyEjection{
+			Disabled: !lb.LatencyEjection.Enabled, Factor: lb.LatencyEjection.Factor,
+			MinWait: lb.LatencyEjection.MinWait.D(), NoHedge: !lb.LatencyEjection.Hedge,
 		},
 		MaxBodyBytes: c.Server.MaxBodyBytes,
 		H2C:          lb.UpstreamProtocol == "h2c",

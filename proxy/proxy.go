@@ -41,6 +41,9 @@ type Proxy struct {
 	affinity  *balancer.Affinity
 	tracer    *tracer // nil: not tracing (Options.Tracing)
 
+	heads       headLatencies // waits for answer heads, fleet-wide (stalls.go)
+	stallWaitNs atomic.Int64  // the current stall wait and hedge delay
+
 	eligible balancer.Picker // healthy, not ejected, not draining
 	fallback balancer.Picker // not draining: panic mode, when nothing is eligible
 
@@ -115,6 +118,11 @@ func New(opts Options) (*Proxy, error) {
 		return nil, err
 	}
 	p.pool.Store(&pool{byID: map[string]*upstream{}, byCookie: map[string]*upstream{}, byBack: map[*balancer.Backend]*upstream{}})
+	p.stallWaitNs.Store(int64(p.computeStallWait()))
+	if !opts.LatencyEjection.Disabled {
+		p.wg.Add(1)
+		go p.watchStalls()
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      roundTripper{p},

@@ -50,22 +50,29 @@ type rawHead struct {
 // It returns nil when the head does not fit in br's buffer or the connection fails; the caller
 // tells the two apart by whether the buffer is full.
 func peekHead(br *bufio.Reader) []byte {
+	head, _ := peekHeadErr(br)
+	return head
+}
+
+// peekHeadErr is peekHead that also returns the error reading met (nil when the head does not
+// fit). Nothing is consumed either way, so after a deadline the head may be waited for again.
+func peekHeadErr(br *bufio.Reader) ([]byte, error) {
 	searched := 0 // bytes already scanned for the end
 	for {
 		if n := br.Buffered(); n > 0 {
 			b, _ := br.Peek(n)
 			end, scanned := headEnd(b, searched)
 			if end > 0 {
-				return b[:end]
+				return b[:end], nil
 			}
 			searched = scanned
 		}
 		n := br.Buffered()
 		if n >= br.Size() {
-			return nil
+			return nil, nil
 		}
 		if _, err := br.Peek(n + 1); err != nil {
-			return nil
+			return nil, err
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -175,7 +176,21 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte, start time.Time) bool {
 			fc.traced = append(lc.b, out[headEnd:]...)
 			req = fc.traced
 		}
-		r, err := s.rawExchange(fc, u, req, sent, deadline, headRequest, mayRetry)
+		a := rawAttempt{ctx: fc.ctx, up: &fc.watch.up, h: &fc.resp}
+		if mayRetry && p.hedging() && attempt+1 < p.opts.Retry.Attempts {
+			a.hedge = sent.Add(p.stallWait())
+		}
+		u.beginWait(sent)
+		r, err := s.rawExchange(a, u, req, sent, deadline, headRequest, mayRetry)
+		if errors.Is(err, errHedgePoint) {
+			// No answer within the stall wait: the same request goes to another instance too.
+			attempt++
+			u, ticket, sent, r, err = s.rawHedge(fc, st, &tried, u, ticket, sent, r, req, deadline, headRequest)
+			last = u
+		} else {
+			now := time.Now()
+			p.endWait(u, now, err == nil, now.Sub(sent))
+		}
 		if hop != nil {
 			endHop(hop, r.status, err)
 		}
@@ -237,6 +252,7 @@ func (s *fastServer) serveRaw(fc *fastConn, head []byte, start time.Time) bool {
 type rawResult struct {
 	pc     *h1Conn
 	c      *h1Client
+	h      *rawHead // what the head was parsed into
 	status int
 	head   []byte         // the head, in pc's buffer; nil when resp holds the answer
 	resp   *http.Response // an answer net/http parsed (not simple); nil otherwise
@@ -246,58 +262,100 @@ type rawResult struct {
 	nothingSent bool
 }
 
+// rawAttempt is what one raw-lane exchange with an instance works with: the connection's own
+// for the first attempt, fresh ones for a hedge running beside it (hedge.go).
+type rawAttempt struct {
+	ctx   context.Context         // the request's: done when the client left
+	up    *atomic.Pointer[h1Conn] // where the instance connection is published, to be woken
+	h     *rawHead                // where the answer head is parsed
+	hedge time.Time               // when to stop waiting for a head and hedge; zero: never
+}
+
+// errHedgePoint says an attempt waited its hedge delay without an answer head: the request was
+// sent and the connection is kept (rawResult.pc), so the wait may go on beside a hedge.
+var errHedgePoint = errors.New("no answer within the stall wait")
+
 // rawExchange sends req on a pooled connection to u and reads the answer's head. A request
 // that may be sent twice (replayable) is sent again on a fresh connection when a reused one
 // turns out closed; one that may not gets a reused connection only after a check that the
 // instance has not closed it.
-func (s *fastServer) rawExchange(fc *fastConn, u *upstream, req []byte, now, deadline time.Time, headRequest, replayable bool) (rawResult, error) {
+func (s *fastServer) rawExchange(a rawAttempt, u *upstream, req []byte, now, deadline time.Time, headRequest, replayable bool) (rawResult, error) {
 	c := s.raw
-	tryDeadline := deadline
-	if t := s.p.opts.Retry.TryTimeout; t > 0 {
-		if d := now.Add(t); d.Before(tryDeadline) {
-			tryDeadline = d
-		}
-	}
+	tryDeadline := s.tryDeadline(now, deadline)
 	for {
-		pc, reused, err := c.getUntil(fc.ctx, u.url.Host, now, tryDeadline, !replayable)
+		pc, reused, err := c.getUntil(a.ctx, u.url.Host, now, tryDeadline, !replayable)
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) && tryDeadline.Before(deadline) {
 				err = errors.Join(errTryTimeout, err)
 			}
 			return rawResult{nothingSent: true}, err
 		}
-		pc.dl.set(pc.SetDeadline, tryDeadline, deadlineSlack(tryDeadline.Sub(now)))
-		fc.watch.up.Store(pc)
-		r, err := s.rawRead(pc, req, &fc.resp, headRequest)
-		if fc.watch.up.Swap(nil) != pc {
+		waitUntil := tryDeadline
+		if !a.hedge.IsZero() && a.hedge.Before(tryDeadline) {
+			waitUntil = a.hedge
+		}
+		pc.dl.set(pc.SetDeadline, waitUntil, deadlineSlack(waitUntil.Sub(now)))
+		a.up.Store(pc)
+		r, err := s.rawRead(pc, req, a.h, headRequest)
+		if a.up.Swap(nil) != pc {
 			r.keep = false // the client left and the watch set pc's deadline: never pool it
+			if err != nil && a.ctx.Err() != nil {
+				pc.Close()
+				return rawResult{}, err
+			}
 		}
 		if err == nil {
 			return r, nil
 		}
+		if waitUntil.Before(tryDeadline) && errors.Is(err, os.ErrDeadlineExceeded) && a.ctx.Err() == nil {
+			return r, errHedgePoint // sent, no head yet: r.pc stays open
+		}
 		pc.Close()
-		if reused && replayable && errors.Is(err, errStaleConn) && fc.ctx.Err() == nil {
+		if reused && replayable && errors.Is(err, errStaleConn) && a.ctx.Err() == nil {
 			now = time.Now()
 			continue // most likely the instance had closed the idle connection
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && tryDeadline.Before(deadline) && !time.Now().Before(tryDeadline) {
-			err = errors.Join(errTryTimeout, err)
-		}
-		return rawResult{}, err
+		return rawResult{}, s.tryTimedOut(err, tryDeadline, deadline)
 	}
+}
+
+// tryDeadline is when an attempt begun at now must have its answer head.
+func (s *fastServer) tryDeadline(now, deadline time.Time) time.Time {
+	if t := s.p.opts.Retry.TryTimeout; t > 0 {
+		if d := now.Add(t); d.Before(deadline) {
+			return d
+		}
+	}
+	return deadline
+}
+
+// tryTimedOut marks a deadline error as the per-try timeout when that came first.
+func (s *fastServer) tryTimedOut(err error, tryDeadline, deadline time.Time) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) && tryDeadline.Before(deadline) && !time.Now().Before(tryDeadline) {
+		return errors.Join(errTryTimeout, err)
+	}
+	return err
 }
 
 // rawRead writes req on pc and reads the answer's head.
 func (s *fastServer) rawRead(pc *h1Conn, req []byte, h *rawHead, headRequest bool) (rawResult, error) {
-	r := rawResult{pc: pc, c: s.raw}
+	r := rawResult{pc: pc, c: s.raw, h: h}
 	if sc, ok := pc.Conn.(*sysConn); ok && pc.br.Buffered() == 0 {
 		sc.sendOnRead(req) // the read below sends it, then waits for the answer without trying first
 	} else if _, err := pc.Write(req); err != nil {
 		return r, staleIf(err)
 	}
+	return s.rawReadHead(r, headRequest)
+}
+
+// rawReadHead reads the answer head of a request sent on r.pc. A deadline leaves the connection
+// as it was, so the head may be waited for again.
+func (s *fastServer) rawReadHead(r rawResult, headRequest bool) (rawResult, error) {
+	pc, h := r.pc, r.h
 	pc.limit.budget = maxResponseHead
 	defer func() { pc.limit.budget = -1 }()
-	if head := peekHead(pc.br); head != nil {
+	head, err := peekHeadErr(pc.br)
+	if head != nil {
 		if h.parseResponse(head) {
 			noBody := headRequest || h.status == http.StatusNoContent || h.status == http.StatusNotModified
 			if h.contentLength >= 0 || noBody {
@@ -308,6 +366,8 @@ func (s *fastServer) rawRead(pc *h1Conn, req []byte, h *rawHead, headRequest boo
 				return r, nil
 			}
 		}
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		return r, err
 	}
 	// Not simple, too large for the buffer, or the connection failed: net/http reads it (and
 	// reports the failure in its words).
@@ -378,7 +438,7 @@ func (s *fastServer) rawRelay(fc *fastConn, u *upstream, r *rawResult, keep bool
 		req := &http.Request{Method: meth, ProtoMajor: 1, ProtoMinor: 1}
 		return s.writeResponse(fc, req, resp, keep)
 	}
-	h := &fc.resp // what rawRead parsed r.head into
+	h := r.h // what rawRead parsed r.head into
 	bw := fc.bw
 	if h.dropped == 0 {
 		bw.Write(r.head[:len(r.head)-2]) // the usual case: the head as it came, in one copy

@@ -186,11 +186,16 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		case streamed != nil:
 			req.Body = streamed
 		}
+		hedge := mayRetryResponse && p.hedging() && attempt+1 < p.opts.Retry.Attempts
 		tryCtx := ctx
 		var tryTimer *time.Timer
-		if p.opts.Retry.TryTimeout > 0 {
-			var tryCancel context.CancelCauseFunc
+		var tryCancel context.CancelCauseFunc
+		stopTry := func() {} // frees tryCtx once the attempt, and its answer's body, are done
+		if p.opts.Retry.TryTimeout > 0 || hedge {
 			tryCtx, tryCancel = context.WithCancelCause(ctx)
+			stopTry = func() { tryCancel(nil) }
+		}
+		if p.opts.Retry.TryTimeout > 0 {
 			tryTimer = time.AfterFunc(p.opts.Retry.TryTimeout, func() { tryCancel(errTryTimeout) })
 		}
 		req = req.WithContext(tryCtx)
@@ -201,10 +206,25 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 			hop = p.tracer.hop(req.Context(), propagation.HeaderCarrier(req.Header), req.Method, u)
 		}
 		start := time.Now()
-		resp, err := p.transport.RoundTrip(req)
+		u.beginWait(start)
+		var resp *http.Response
+		if hedge {
+			var side hedgeSide
+			var hedged bool
+			side, resp, err, hedged = p.roundTripHedged(out, req, tryCancel, st, &tried, hedgeSide{u: u, ticket: ticket, sent: start}, buffered)
+			if hedged {
+				attempt++ // the hedge took an attempt
+			}
+			u, ticket, start = side.u, side.ticket, side.sent
+		} else {
+			resp, err = p.transport.RoundTrip(req)
+			now := time.Now()
+			p.endWait(u, now, err == nil, now.Sub(start))
+		}
 		if tryTimer != nil {
 			tryTimer.Stop()
 		}
+
 		if hop != nil {
 			status := 0
 			if resp != nil {
@@ -215,6 +235,7 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		latency := time.Since(start)
 
 		if err != nil {
+			stopTry()
 			// A fast failure must not look like a fast instance to p2c_ewma.
 			u.backend.Release(max(latency, failurePenalty))
 			if berr := streamed.failure(); berr != nil {
@@ -259,6 +280,7 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 			// Keep the connection reusable: read a little of the body, then drop it.
 			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 			resp.Body.Close()
+			stopTry()
 			lastErr = p.droppedForRetry(u, resp.StatusCode, latency)
 			continue
 		}
@@ -266,11 +288,11 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		// In flight until the body is done, so least_connections sees streams and WebSockets.
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
-				resp.Body = &releasingRWC{ReadWriteCloser: rwc, b: u.backend, latency: latency}
+				resp.Body = &releasingRWC{ReadWriteCloser: rwc, b: u.backend, latency: latency, stop: stopTry}
 				return resp, nil
 			}
 		}
-		resp.Body = &releasingBody{ReadCloser: resp.Body, b: u.backend, latency: latency, p: p, u: u, ctx: out.Context()}
+		resp.Body = &releasingBody{ReadCloser: resp.Body, b: u.backend, latency: latency, p: p, u: u, ctx: out.Context(), stop: stopTry}
 		return resp, nil
 	}
 	if lastErr == nil {
@@ -392,6 +414,7 @@ type releasingBody struct {
 	u       *upstream
 	ctx     context.Context // the client's request: when it ended, a read error is the client's doing
 	failed  atomic.Bool
+	stop    func() // when set, called once the body is closed
 }
 
 func (r *releasingBody) Read(b []byte) (int, error) {
@@ -404,8 +427,13 @@ func (r *releasingBody) Read(b []byte) (int, error) {
 
 func (r *releasingBody) Close() error {
 	err := r.ReadCloser.Close()
-	if r.b != nil && r.done.CompareAndSwap(false, true) {
-		r.b.Release(r.latency)
+	if r.done.CompareAndSwap(false, true) {
+		if r.b != nil {
+			r.b.Release(r.latency)
+		}
+		if r.stop != nil {
+			r.stop()
+		}
 	}
 	return err
 }
@@ -415,12 +443,14 @@ type releasingRWC struct {
 	b       *balancer.Backend
 	latency time.Duration
 	done    atomic.Bool
+	stop    func()
 }
 
 func (r *releasingRWC) Close() error {
 	err := r.ReadWriteCloser.Close()
 	if r.done.CompareAndSwap(false, true) {
 		r.b.Release(r.latency)
+		r.stop()
 	}
 	return err
 }

@@ -26,6 +26,13 @@ type upstream struct {
 	healthy  atomic.Bool // active health: in rotation
 	draining atomic.Bool // removed: no new requests, in-flight ones finish
 
+	// Latency-aware ejection (stalls.go).
+	awaiting   atomic.Int64 // requests sent whose answer head has not come
+	awaitSince atomic.Int64 // unix ns when awaiting last rose from 0
+	lastHead   atomic.Int64 // unix ns of the last answer head
+	stalled    atomic.Bool  // out of rotation until it answers again
+	stallHeld  atomic.Bool  // would be stalled, but too few others answer (logged once)
+
 	mu           sync.Mutex
 	passes       int       // consecutive active-check passes
 	fails        int       // consecutive active-check failures
@@ -35,12 +42,19 @@ type upstream struct {
 	windowFails  int
 	ejectedUntil time.Time
 	ejections    int
+	stalledAt    time.Time     // when the current stall began
+	stallHold    time.Duration // how long a passed health check cannot end it
+	stallStreak  int           // stalls in a row, each within failure_timeout of the last
+	stallEnded   time.Time     // when the last stall ended
 	drained      chan struct{} // closed when draining and nothing is in flight
 	stopCheck    chan struct{} // stops the active checker
 }
 
-// ejected reports whether passive health has taken u out of rotation at now.
+// ejected reports whether passive health or a stall has taken u out of rotation at now.
 func (u *upstream) ejected(now time.Time) bool {
+	if u.stalled.Load() {
+		return true
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return now.Before(u.ejectedUntil)
@@ -54,6 +68,7 @@ type UpstreamStatus struct {
 	Weight   int               `json:"weight"`
 	Healthy  bool              `json:"healthy"`
 	Ejected  bool              `json:"ejected"`
+	Stalled  bool              `json:"stalled"` // out of rotation: stopped answering (also Ejected)
 	Draining bool              `json:"draining"`
 	Breaker  string            `json:"breaker"`
 	InFlight int64             `json:"in_flight"`
@@ -71,8 +86,9 @@ func (u *upstream) status(now time.Time) UpstreamStatus {
 	if u.breaker != nil {
 		s.Breaker = u.breaker.State().String()
 	}
+	s.Stalled = u.stalled.Load()
 	u.mu.Lock()
-	s.Ejected = now.Before(u.ejectedUntil)
+	s.Ejected = now.Before(u.ejectedUntil) || s.Stalled
 	s.LastErr = u.lastErr
 	u.mu.Unlock()
 	return s
