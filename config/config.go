@@ -580,8 +580,23 @@ type Database struct {
 	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout"`
 	// MaxLifetime of a connection. Defaults to 30m.
 	MaxLifetime Duration `yaml:"max_lifetime" json:"max_lifetime"`
-	// ReadReplicas are URLs of read-only replicas; reads are spread over them.
+	// AcquireTimeout is how long a caller waits for a free connection of a full pool before it
+	// fails with an error naming the pool. Defaults to 10s.
+	AcquireTimeout Duration `yaml:"acquire_timeout" json:"acquire_timeout"`
+	// ReadReplicas are URLs of read-only replicas; reads are spread round robin over those
+	// that pass their health check and, on PostgreSQL, lag less than replica_max_lag. With no
+	// healthy replica, reads go to the primary.
 	ReadReplicas []string `yaml:"read_replicas,omitempty" json:"read_replicas,omitempty" secret:"url"`
+	// ReplicaMaxLag is the replication lag, measured on each PostgreSQL replica, above which it
+	// gets no reads; 0 routes by health alone. Defaults to 1s.
+	ReplicaMaxLag Duration `yaml:"replica_max_lag" json:"replica_max_lag"`
+	// ReplicaCheckInterval is how often each replica's health and lag are checked; a failed
+	// replica is tried again at the next check. Defaults to 1s.
+	ReplicaCheckInterval Duration `yaml:"replica_check_interval" json:"replica_check_interval"`
+	// ReadYourWrites is how long, after a write, reads of the same session (an HTTP request
+	// through database.Middleware, or a context from database.NewSession) go to the primary;
+	// 0 turns it off. Defaults to 3s.
+	ReadYourWrites Duration `yaml:"read_your_writes" json:"read_your_writes"`
 }
 
 // Messaging types.

@@ -194,6 +194,10 @@ func (d *Database) setDefaults() {
 	d.ConnectTimeout = Duration(5 * time.Second)
 	d.IdleTimeout = Duration(5 * time.Minute)
 	d.MaxLifetime = Duration(30 * time.Minute)
+	d.AcquireTimeout = Duration(10 * time.Second)
+	d.ReplicaMaxLag = Duration(time.Second)
+	d.ReplicaCheckInterval = Duration(time.Second)
+	d.ReadYourWrites = Duration(3 * time.Second)
 }
 
 func (m *Messaging) setDefaults() {

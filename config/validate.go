@@ -324,6 +324,19 @@ func (c *Config) validate(report func(path, msg string)) {
 	if db.MinConnections > db.MaxConnections {
 		bad("database.min_connections", "%d is more than max_connections %d", db.MinConnections, db.MaxConnections)
 	}
+	positive("database.acquire_timeout", db.AcquireTimeout)
+	positive("database.replica_check_interval", db.ReplicaCheckInterval)
+	if db.ReplicaMaxLag < 0 {
+		bad("database.replica_max_lag", "must not be negative; 0 routes reads by replica health alone")
+	}
+	if db.ReadYourWrites < 0 {
+		bad("database.read_your_writes", "must not be negative; 0 turns read-your-writes off")
+	}
+	for i, r := range db.ReadReplicas {
+		if t := databaseTypeOf(r); t != db.Type && db.Type != "" {
+			bad(fmt.Sprintf("database.read_replicas[%d]", i), "%q is not a %s URL like database.url; a replica must be the same kind of database", redactURL(r), db.Type)
+		}
+	}
 
 	// messaging
 	m := c.Messaging
