@@ -122,7 +122,7 @@ func RevokeToken(dir, id, reason string, now time.Time) (added bool, err error) 
 	if parseRevocations(b)[id] {
 		return false, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return false, fmt.Errorf("creating the state directory: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)

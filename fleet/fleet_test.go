@@ -211,6 +211,12 @@ func TestFleet_StartServesThroughProxy(t *testing.T) {
 		if err != nil || !strings.Contains(string(b), "listening") {
 			t.Errorf("instance log %s: %v %q", in.LogFile, err, b)
 		}
+		// Logs can hold secrets: the user's only.
+		for path, want := range map[string]os.FileMode{in.LogFile: 0o600, filepath.Dir(in.LogFile): 0o700} {
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
+				t.Errorf("%s: %v %v; want mode %v", path, err, fi, want)
+			}
+		}
 	}
 }
 

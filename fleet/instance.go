@@ -390,13 +390,23 @@ func (f *Fleet) logPath(id string) string {
 }
 
 func (f *Fleet) instanceLog(id string) (io.WriteCloser, error) {
+	// Instance output can hold secrets (a DSN in a panic, a token in a debug line): readable by
+	// the user only, as the admin key is, also for logs an older shoal left more open.
 	p := f.logPath(id)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the log directory: %w", err)
 	}
-	w, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("making the log directory private: %w", err)
+	}
+	w, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening the instance log: %w", err)
+	}
+	if err := w.Chmod(0o600); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("making the instance log private: %w", err)
 	}
 	return w, nil
 }

@@ -55,7 +55,7 @@ server.port, restart crashed instances, and serve the admin API and dashboard on
 func (a *app) up(ctx context.Context, c *config.Config, debug, quiet bool) error {
 	log := newLogger(a.stderr, debug)
 	stateDir := admin.StateDir(c)
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil { // logs, the admin key, metric history: the user's only
 		return fmt.Errorf("cannot create the state directory %s: %w", stateDir, err)
 	}
 	fmt.Fprintf(a.stderr, "shoal: preparing %s (%s)…\n", c.Name, describeCommand(c))
