@@ -98,6 +98,7 @@ type Fleet struct {
 	desired   int
 	events    []admin.Event
 	started   time.Time
+	running   bool // Start has succeeded: the admin API is there to restart instances
 	stopped   bool
 	outMu     sync.Mutex
 
@@ -172,6 +173,9 @@ func (f *Fleet) Start(ctx context.Context) error {
 	}
 	n := f.cfg.Scaling.Instances.MinInstances
 	_, err := f.Scale(ctx, n, "start")
+	f.mu.Lock()
+	f.running = err == nil
+	f.mu.Unlock()
 	return err
 }
 
@@ -228,8 +232,9 @@ func (f *Fleet) Scale(ctx context.Context, target int, reason string) (admin.Sca
 	case target > from:
 		var news []*instance
 		for i := from; i < target; i++ {
-			news = append(news, f.spawn())
+			news = append(news, f.spawnWatched(admin.ProgressFrom(ctx), false))
 		}
+		defer watchDone(news)
 		for _, n := range news {
 			res.Started = append(res.Started, n.id)
 		}
@@ -255,25 +260,44 @@ func (f *Fleet) Scale(ctx context.Context, target int, reason string) (admin.Sca
 			kind = "autoscale_down"
 		}
 		f.event(kind, reason, from, target)
+		watch(victims, admin.ProgressFrom(ctx))
 		f.stopInstances(victims)
 	}
 	return res, nil
 }
 
 // Restart replaces every instance one at a time: the new one is ready before the old one
-// drains, so the fleet never has fewer ready instances than before.
+// drains, so the fleet never has fewer ready instances than before. Failed instances are
+// replaced first (fix the service, then restart). A replacement that does not become ready on
+// its first start ends the restart with its reason; when the restart ends early (that, or ctx
+// is done), the replacement is stopped and forgotten, and the old instance keeps serving.
 func (f *Fleet) Restart(ctx context.Context) error {
 	f.op.Lock()
 	defer f.op.Unlock()
 	f.mu.Lock()
 	old := f.activeLocked()
+	var failed []*instance
+	for _, in := range f.instances {
+		if in.snapshot().State == admin.StateFailed {
+			failed = append(failed, in)
+		}
+	}
 	f.mu.Unlock()
-	f.event("restart", fmt.Sprintf("rolling restart of %d instances", len(old)), len(old), len(old))
-	for _, o := range old {
-		n := f.spawn()
-		if err := f.waitReady(ctx, []*instance{n}); err != nil {
+	progress := admin.ProgressFrom(ctx)
+	f.event("restart", fmt.Sprintf("rolling restart of %d instances", len(old)+len(failed)), len(old), len(old)+len(failed))
+	for _, o := range append(failed, old...) {
+		n := f.spawnWatched(progress, true)
+		err := f.waitReady(ctx, []*instance{n})
+		if err != nil {
+			f.stopInstances([]*instance{n})
+			watchDone([]*instance{n})
+			if ctx.Err() != nil {
+				return fmt.Errorf("rolling restart stopped before the replacement for %s was ready (%w); it was stopped, %s keeps serving", o.id, ctx.Err(), o.id)
+			}
 			return fmt.Errorf("rolling restart stopped: the replacement for %s did not become ready: %w", o.id, err)
 		}
+		watchDone([]*instance{n})
+		watch([]*instance{o}, progress)
 		f.stopInstances([]*instance{o})
 	}
 	return nil
@@ -300,10 +324,14 @@ func (f *Fleet) activeLocked() []*instance {
 	return out
 }
 
-func (f *Fleet) spawn() *instance {
+func (f *Fleet) spawn() *instance { return f.spawnWatched(nil, false) }
+
+// spawnWatched starts an instance whose steps go to progress (see instance.strict).
+func (f *Fleet) spawnWatched(progress admin.ProgressFunc, strict bool) *instance {
 	f.mu.Lock()
 	f.seq++
 	in := &instance{f: f, id: f.cfg.Name + "-" + strconv.Itoa(f.seq), seq: f.seq, state: admin.StateStarting,
+		progress: progress, strict: strict,
 		stop: make(chan struct{}), done: make(chan struct{}), ready: make(chan struct{})}
 	f.instances = append(f.instances, in)
 	f.mu.Unlock()
@@ -365,6 +393,23 @@ func (f *Fleet) register(in *instance, port int) {
 }
 
 func (f *Fleet) deregister(in *instance) { f.set.Remove(in.id) }
+
+// awaitDeregistered waits (briefly) until the proxy has applied the removal of id from the
+// set: it shows the instance draining, or no longer at all.
+func (f *Fleet) awaitDeregistered(id string) {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		seen := false
+		for _, u := range f.proxy.Status() {
+			if u.ID == id {
+				seen = !u.Draining
+			}
+		}
+		if !seen {
+			return
+		}
+	}
+	f.log.Warn("the proxy has not seen the instance leave yet; draining it anyway", "instance", id)
+}
 
 // configPath is the absolute path of the configuration, passed to instances as SHOAL_CONFIG
 // so a service can build its health checks and metrics from the same file.

@@ -554,11 +554,14 @@ func TestFleet_KillDuringStop(t *testing.T) {
 func TestFleet_NeverReadySaysWhy(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t, 1, 1)
-	cfg.Scaling.Instances.Startup.ReadinessProbe = "/not-here"
 	cfg.Scaling.Instances.Startup.InitialDelay = config.Duration(300 * time.Millisecond)
-	h := start(t, cfg, []string{quickstart}, func(o *Options) { o.MaxCrashes = 1 })
+	notReady := filepath.Join(t.TempDir(), "not-ready")
+	if err := os.WriteFile(notReady, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, cfg, []string{"/usr/bin/env", "FLAKY_NOT_READY_FILE=" + notReady, flaky}, func(o *Options) { o.MaxCrashes = 1 })
 	err := h.f.Start(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "GET /not-here answered 404") || !strings.Contains(err.Error(), "on $PORT") {
+	if err == nil || !strings.Contains(err.Error(), "GET /ready answered 503") || !strings.Contains(err.Error(), "on $PORT") {
 		t.Fatalf("Start = %v; want the failing readiness probe named", err)
 	}
 }

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +41,19 @@ type instance struct {
 	exited   chan struct{} // closed when the current process has exited
 	exitErr  error
 
+	// servicePID is the process of the group that listens on the port, once ready: under
+	// `go run` or a script, not pid (proctree.go).
+	servicePID int
+	// progress receives the instance's steps while a scale or restart waits for it; nil
+	// otherwise (progress.go).
+	progress admin.ProgressFunc
+	// notServed is set when a probe path answers 404: the service does not serve it, so
+	// restarting cannot help and the instance fails at once.
+	notServed string
+	// strict makes the first failure to become ready final (no crash-loop retries): a
+	// replacement during a rolling restart, whose old instance keeps serving.
+	strict bool
+
 	stop     chan struct{} // closed to ask the supervisor to stop the instance for good
 	stopOnce sync.Once
 	done     chan struct{} // closed when the supervisor has finished
@@ -58,7 +72,7 @@ func (in *instance) snapshot() admin.InstanceStatus {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	s := admin.InstanceStatus{
-		ID: in.id, PID: in.pid, Port: in.port, State: in.state, Started: in.started,
+		ID: in.id, PID: cmp.Or(in.servicePID, in.pid), PGID: in.pid, Port: in.port, State: in.state, Started: in.started,
 		Restarts: in.restarts, LastErr: in.lastErr, Health: "unknown", Breaker: "disabled",
 		LogFile: in.f.logPath(in.id),
 	}
@@ -98,6 +112,14 @@ func (in *instance) run() {
 		// The process died or was declared dead: take it out of rotation now.
 		f.deregister(in)
 		in.kill()
+		if in.notServed != "" {
+			in.fail(in.notServed)
+			return
+		}
+		if in.strict && !in.wasReady() {
+			in.fail(reason)
+			return
+		}
 		if healthyRun {
 			crashes, backoff = 0, f.opts.RestartBackoff
 		}
@@ -107,9 +129,10 @@ func (in *instance) run() {
 		in.restarts++
 		in.mu.Unlock()
 		if crashes > f.opts.MaxCrashes {
-			in.fail(fmt.Sprintf("crashed %d times in a row (last: %s); not restarting it — fix the service and run `shoal scaling restart`", crashes, reason))
+			in.fail(fmt.Sprintf("crashed %d times in a row (last: %s); not restarting it — %s", crashes, reason, f.fixAdvice()))
 			return
 		}
+		in.report(admin.StateBackoff, reason+"; restarting in "+backoff.String())
 		f.event("crash", reason+"; restarting "+in.id+" in "+backoff.String(), 0, 0)
 		f.log.Warn("instance died; restarting after backoff", "instance", in.id, "reason", reason, "backoff", backoff.String(), "attempt", crashes)
 		in.setState(admin.StateBackoff)
@@ -130,6 +153,7 @@ func (in *instance) fail(reason string) {
 	// Recorded before Start is woken, so whoever it wakes sees the event.
 	in.f.event("failed", in.id+": "+reason, 0, 0)
 	in.f.log.Error("instance failed", "instance", in.id, "reason", reason)
+	in.report(admin.StateFailed, reason)
 	in.markReady(errors.New(reason))
 }
 
@@ -165,7 +189,7 @@ func (in *instance) startProcess() error {
 	// Reset what the previous run left before this one starts: a process that exits at once
 	// reports its exit and last line from the goroutines below, maybe before Start returns here.
 	in.mu.Lock()
-	in.state, in.exitErr, in.lastLine = admin.StateStarting, nil, ""
+	in.state, in.exitErr, in.lastLine, in.servicePID = admin.StateStarting, nil, "", 0
 	in.mu.Unlock()
 	if err := cmd.Start(); err != nil {
 		pw.Close()
@@ -204,6 +228,7 @@ func (in *instance) startProcess() error {
 	in.cmd, in.exited, in.pid, in.port, in.started = cmd, exited, cmd.Process.Pid, port, time.Now()
 	in.mu.Unlock()
 	f.log.Info("instance started", "instance", in.id, "pid", cmd.Process.Pid, "port", port)
+	in.report(admin.StateStarting, fmt.Sprintf("started: pid %d, port %d", cmd.Process.Pid, port))
 	return nil
 }
 
@@ -223,6 +248,9 @@ func (in *instance) watch() (healthy bool, reason string) {
 	tick := time.NewTicker(f.opts.ReadinessPoll)
 	defer tick.Stop()
 	var lastProbe error
+	startup := f.cfg.Scaling.Instances.Startup
+	var missing time.Time // since when the readiness path answers 404
+	waiting, lastWhy := time.Now(), ""
 	for ready := false; !ready; {
 		select {
 		case <-exited:
@@ -238,14 +266,31 @@ func (in *instance) watch() (healthy bool, reason string) {
 			return false, fmt.Sprintf("not ready within startup.initial_delay %s (last probe: %s); does the service serve startup.readiness_probe %s on $PORT?",
 				f.cfg.Scaling.Instances.Startup.InitialDelay, why, f.cfg.Scaling.Instances.Startup.ReadinessProbe)
 		case <-tick.C:
-			lastProbe = probe(f.client, base+f.cfg.Scaling.Instances.Startup.ReadinessProbe)
+			lastProbe = probe(f.client, base+startup.ReadinessProbe)
 			ready = lastProbe == nil
+			if isNotFound(lastProbe) {
+				if missing.IsZero() {
+					missing = time.Now()
+				} else if time.Since(missing) >= notServedAfter {
+					in.notServed = f.notServedReason("readiness_probe", startup.ReadinessProbe)
+					return false, in.notServed
+				}
+			} else {
+				missing = time.Time{}
+			}
+			// Say what the probe sees when that changes, and again every progressEvery.
+			if why := probeWhy(lastProbe); !ready && (why != lastWhy || time.Since(waiting) >= progressEvery) {
+				waiting, lastWhy = time.Now(), why
+				in.report(admin.StateStarting, "waiting for "+startup.ReadinessProbe+": "+why)
+			}
 		}
 	}
 	in.setState(admin.StateReady)
 	f.register(in, port)
+	in.resolveServicePID(port)
 	in.markReady(nil)
 	f.log.Info("instance ready", "instance", in.id, "url", base)
+	in.report(admin.StateReady, "ready: in the proxy's rotation at "+base)
 
 	// Liveness: unhealthy_threshold failures in a row restart the instance. A run counts as
 	// healthy (and resets the crash count) once the instance has passed a liveness probe, so an
@@ -264,6 +309,10 @@ func (in *instance) watch() (healthy bool, reason string) {
 			return passed, reasonStop
 		case <-live.C:
 			if err := probe(f.client, base+f.cfg.Scaling.Instances.Startup.LivenessProbe); err != nil {
+				if isNotFound(err) {
+					in.notServed = f.notServedReason("liveness_probe", f.cfg.Scaling.Instances.Startup.LivenessProbe)
+					return passed, in.notServed
+				}
 				failures++
 				if failures >= threshold {
 					return passed, fmt.Sprintf("liveness probe failed %d times in a row: %v", failures, err)
@@ -305,7 +354,11 @@ func (in *instance) shutdown(wasReady bool) {
 	begin := time.Now()
 	if wasReady {
 		in.setState(admin.StateDraining)
+		in.report(admin.StateDraining, "draining: out of rotation, in-flight requests finishing (drain_timeout "+sh.DrainTimeout.String()+")")
 		f.deregister(in)
+		// Drain only once the proxy has seen the removal: a membership snapshot still on its
+		// way, taken before it, would add the drained instance back.
+		f.awaitDeregistered(in.id)
 		ctx, cancel := context.WithTimeout(context.Background(), sh.DrainTimeout.D())
 		if err := f.proxy.Drain(ctx, in.id); err != nil {
 			f.log.Warn("drain timeout passed; stopping the instance with requests in flight", "instance", in.id, "err", err)
@@ -336,6 +389,7 @@ func (in *instance) shutdown(wasReady bool) {
 	in.kill() // any children left in its process group
 	in.setState(admin.StateStopped)
 	f.log.Info("instance stopped", "instance", in.id)
+	in.report(admin.StateStopped, "stopped")
 }
 
 func (in *instance) signal(sig syscall.Signal) {
@@ -370,10 +424,18 @@ func probe(c *http.Client, u string) error {
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
-		return fmt.Errorf("GET %s answered %d", resp.Request.URL.Path, resp.StatusCode)
+		return &probeStatusError{Path: resp.Request.URL.Path, Code: resp.StatusCode}
 	}
 	return nil
 }
+
+// probeStatusError is a probe answered with a status other than 2xx.
+type probeStatusError struct {
+	Path string
+	Code int
+}
+
+func (e *probeStatusError) Error() string { return fmt.Sprintf("GET %s answered %d", e.Path, e.Code) }
 
 // freePort asks the kernel for an unused loopback port.
 func freePort() (int, error) {

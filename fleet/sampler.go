@@ -28,14 +28,14 @@ type sampler struct {
 	f        *Fleet
 	last     proxy.Stats
 	lastAt   time.Time
-	cpu      map[int]float64 // pid → CPU seconds at the last sample
+	cpu      map[int]*groupCPU // process group → its CPU at the last sample
 	procfsFS procfs.FS
 	fsErr    error
 }
 
 func newSampler(f *Fleet) *sampler {
 	fs, err := procfs.NewDefaultFS()
-	return &sampler{f: f, cpu: map[int]float64{}, procfsFS: fs, fsErr: err}
+	return &sampler{f: f, cpu: map[int]*groupCPU{}, procfsFS: fs, fsErr: err}
 }
 
 func (s *sampler) run(ctx context.Context) {
@@ -66,7 +66,8 @@ func (s *sampler) sample(now time.Time) {
 	var inflight int64
 	var cpuSum, memSum float64
 	cpuN := 0
-	seen := map[int]bool{}
+	// Each instance is its process group, wrapper and children included (proctree.go).
+	pgids := map[int]bool{}
 	for _, in := range st.Instances {
 		switch in.State {
 		case admin.StateFailed, admin.StateStopped:
@@ -77,29 +78,35 @@ func (s *sampler) sample(now time.Time) {
 		if in.State == admin.StateReady {
 			ready++
 		}
-		if in.PID <= 0 || s.fsErr != nil {
+		if in.PGID > 0 {
+			pgids[in.PGID] = true
+		}
+	}
+	var groups map[int][]groupProc
+	if s.fsErr == nil && len(pgids) > 0 {
+		groups, _ = processGroups(s.procfsFS, pgids)
+	}
+	for pgid := range pgids {
+		procs := groups[pgid]
+		if len(procs) == 0 {
 			continue
 		}
-		p, err := s.procfsFS.Proc(in.PID)
-		if err != nil {
-			continue
+		g := s.cpu[pgid]
+		if g == nil {
+			g = &groupCPU{}
+			s.cpu[pgid] = g
 		}
-		ps, err := p.Stat()
-		if err != nil {
-			continue
-		}
-		seen[in.PID] = true
-		cpuNow := ps.CPUTime()
-		if prev, ok := s.cpu[in.PID]; ok {
-			cpuSum += (cpuNow - prev) / dt * 100
+		if used, ok := g.delta(procs); ok {
+			cpuSum += used / dt * 100
 			cpuN++
 		}
-		s.cpu[in.PID] = cpuNow
-		memSum += float64(ps.ResidentMemory()) / (1 << 20)
+		for _, p := range procs {
+			memSum += float64(p.rss) / (1 << 20)
+		}
 	}
-	for pid := range s.cpu {
-		if !seen[pid] {
-			delete(s.cpu, pid)
+	for pgid := range s.cpu {
+		if !pgids[pgid] {
+			delete(s.cpu, pgid)
 		}
 	}
 	rec("instance_count", float64(active))
