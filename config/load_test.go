@@ -480,3 +480,50 @@ func TestReferences(t *testing.T) {
 		t.Error("HasDefault")
 	}
 }
+
+// Whatever came from the environment is never printed, whatever its name; every URL field has
+// its userinfo and secret-looking query parameters masked (issue 10: a DSN in app.env, a
+// GITHUB_PAT, ?password= beside user:pw@, and a static instance's user:password@ were printed).
+func TestConfig_RedactedInterpolatedAndURLs(t *testing.T) {
+	t.Parallel()
+	src := `
+name: shop
+app:
+  env:
+    DSN: "${DSN}"
+    GITHUB_PAT: "${GITHUB_PAT}"
+    AWS_ACCESS_KEY_ID: "${AWS_ACCESS_KEY_ID}"
+    GREETING: "hello"
+  command: ["./app", "--upstream", "https://ghp_hunter2@github.com/x"]
+database:
+  url: "postgres://app:hunter2@db:5432/shop?sslmode=disable&password=hunter2"
+scaling:
+  service_discovery:
+    static:
+      instances:
+        - url: "http://admin:hunter2@127.0.0.1:9001"
+        - url: "http://127.0.0.1:9002/?token=hunter2"
+`
+	vars := map[string]string{"DSN": "mysql://root:hunter2@tcp(db)/app", "GITHUB_PAT": "ghp_hunter2", "AWS_ACCESS_KEY_ID": "AKIAhunter2"}
+	c, err := config.Parse([]byte(src), "shoal.yml", config.Options{LookupEnv: env(vars)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.App.Env["GITHUB_PAT"] != "ghp_hunter2" {
+		t.Fatalf("the configuration itself must keep the value: %q", c.App.Env["GITHUB_PAT"])
+	}
+	r := c.Redacted()
+	b, _ := json.Marshal(r)
+	if strings.Contains(string(b), "hunter2") {
+		t.Fatalf("a secret survived redaction: %s", b)
+	}
+	if got := r.App.Env["GITHUB_PAT"]; got != "${GITHUB_PAT}" {
+		t.Errorf("an interpolated value is shown as %q, want the variable it came from", got)
+	}
+	if got := r.App.Env["GREETING"]; got != "hello" {
+		t.Errorf("a plain value must stay: %q", got)
+	}
+	if got := r.Scaling.ServiceDiscovery.Static.Instances[0].URL; got != "http://admin:[redacted]@127.0.0.1:9001" {
+		t.Errorf("static instance URL: %q", got)
+	}
+}

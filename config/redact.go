@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -18,9 +19,15 @@ func IsSecretName(name string) bool { return secretKey.MatchString(name) }
 
 var secretKey = regexp.MustCompile(`(?i)(secret|token|passw(or)?d|credential|api_?key|private_?key|^key$|_key$)`)
 
-// Redacted returns a deep copy of c that is safe to print: fields tagged secret:"true" are
-// replaced, passwords in URLs (database.url, messaging URLs, check URLs) are masked, and
-// app.env values whose names look like secrets are replaced.
+// Redacted returns a deep copy of c that is safe to print or log:
+//   - every string value that came from ${VAR} interpolation is shown as it was written (the
+//     variable's name, not its value), with any literal password in it masked: a DSN or a token
+//     taken from the environment is never printed, whatever its name;
+//   - fields tagged secret:"true" are replaced;
+//   - in every string that is a URL, the password of its userinfo (or the whole userinfo when
+//     it has no password: a token used as the user name) and every query parameter whose name
+//     looks secret (password, token, key…) are masked;
+//   - app.env values whose names look like secrets are replaced.
 func (c *Config) Redacted() *Config {
 	b, err := json.Marshal(c)
 	if err != nil {
@@ -38,7 +45,69 @@ func (c *Config) Redacted() *Config {
 			cp.App.Env[k] = Redacted
 		}
 	}
+	for path, tmpl := range c.Meta.Templates {
+		setStringAt(reflect.ValueOf(cp).Elem(), path, redactURL(tmpl))
+	}
 	return cp
+}
+
+// setStringAt sets the string at a dotted path ("app.env.DSN", "scaling.x.instances[0].url")
+// of v, when there is one there; other kinds are left as they are.
+func setStringAt(v reflect.Value, path, value string) {
+	for v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return
+		}
+		v = v.Elem()
+	}
+	if path == "" {
+		if v.Kind() == reflect.String && v.CanSet() && v.String() != Redacted {
+			v.SetString(value) // a secret field stays [redacted]
+		}
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		name, rest, _ := strings.Cut(path, ".")
+		index := ""
+		if i := strings.IndexByte(name, '['); i >= 0 {
+			name, index = name[:i], name[i:]
+			if rest != "" {
+				rest = index + "." + rest
+			} else {
+				rest = index
+			}
+		}
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			if tag == name && t.Field(i).IsExported() {
+				setStringAt(v.Field(i), strings.TrimPrefix(rest, "."), value)
+				return
+			}
+		}
+	case reflect.Slice:
+		if !strings.HasPrefix(path, "[") {
+			return
+		}
+		end := strings.IndexByte(path, ']')
+		if end < 0 {
+			return
+		}
+		i, err := strconv.Atoi(path[1:end])
+		if err != nil || i < 0 || i >= v.Len() {
+			return
+		}
+		setStringAt(v.Index(i), strings.TrimPrefix(path[end+1:], "."), value)
+	case reflect.Map:
+		if v.Type().Key().Kind() != reflect.String || v.Type().Elem().Kind() != reflect.String {
+			return // the configuration's maps of secrets are string to string (app.env)
+		}
+		k := reflect.ValueOf(path).Convert(v.Type().Key())
+		if e := v.MapIndex(k); e.IsValid() && e.String() != Redacted {
+			v.SetMapIndex(k, reflect.ValueOf(value).Convert(v.Type().Elem()))
+		}
+	}
 }
 
 func redactValue(v reflect.Value) {
@@ -84,8 +153,17 @@ func redactValue(v reflect.Value) {
 				redactValue(fv)
 			}
 		}
+	case reflect.String:
+		if v.CanSet() {
+			v.SetString(redactURL(v.String())) // any string may be a URL with a password in it
+		}
 	}
 }
+
+// RedactURL returns raw with the password of its userinfo (or a user name alone, often a token)
+// and its secret-looking query parameters masked, for errors and logs that name a URL from
+// outside. A value that is not a URL is returned unchanged.
+func RedactURL(raw string) string { return redactURL(raw) }
 
 // redactURL masks the password of a URL (and of each URL of a comma-separated list), keeping
 // the rest readable. A value that is not a URL is returned unchanged unless it carries
@@ -99,26 +177,30 @@ func redactURL(raw string) string {
 		return strings.Join(parts, ",")
 	}
 	u, err := url.Parse(raw)
-	if err == nil && u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return strings.Replace(u.String(), "xxxxx", Redacted, 1)
-		}
-		return raw
-	}
-	if err == nil {
-		q := u.Query()
+	if err == nil && u.Scheme != "" && (u.User != nil || u.RawQuery != "") {
 		changed := false
+		if u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			} else {
+				u.User = url.User("xxxxx") // a user name alone is often a token
+			}
+			changed = true
+		}
+		q := u.Query()
 		for k := range q {
 			if secretKey.MatchString(k) {
-				q.Set(k, Redacted)
+				q.Set(k, "xxxxx")
 				changed = true
 			}
 		}
-		if changed {
-			u.RawQuery = q.Encode()
-			return u.String()
+		if !changed {
+			return raw
 		}
+		u.RawQuery = q.Encode()
+		return strings.ReplaceAll(u.String(), "xxxxx", Redacted)
+	}
+	if err == nil {
 		return raw
 	}
 	// Unparseable: mask anything between :// and @ after the first colon.

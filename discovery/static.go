@@ -64,17 +64,17 @@ func parseInstanceURL(raw string) (*url.URL, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%q is not a URL, %s", raw, example)
+		return nil, fmt.Errorf("%q is not a URL, %s", config.RedactURL(raw), example)
 	}
 	scheme := strings.ToLower(u.Scheme)
 	port := map[string]string{"http": "80", "https": "443"}[scheme]
 	switch {
 	case port == "" || u.Opaque != "":
-		return nil, fmt.Errorf("%q is not an http:// or https:// URL, %s", raw, example)
+		return nil, fmt.Errorf("%q is not an http:// or https:// URL, %s", config.RedactURL(raw), example)
 	case u.Hostname() == "":
-		return nil, fmt.Errorf("%q has no host, %s", raw, example)
+		return nil, fmt.Errorf("%q has no host, %s", config.RedactURL(raw), example)
 	case u.User != nil:
-		return nil, fmt.Errorf("%q has user information; instances are reached without credentials in the URL", raw)
+		return nil, fmt.Errorf("%q has user information; instances are reached without credentials in the URL", config.RedactURL(raw))
 	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
 		return nil, fmt.Errorf("%q has a path, query or fragment; give only scheme://host:port", raw)
 	}

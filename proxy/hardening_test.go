@@ -408,3 +408,28 @@ func TestProxy_HalfBrokenInstanceCostsNoRequests(t *testing.T) {
 	}
 	t.Logf("%d requests; the half-broken instance was sent %d", ok.Load(), c.hits.Load())
 }
+
+// Under load, an instance that cuts every answer short is out of rotation after max_failures of
+// them, so a handful of requests fail, not a third of them for as long as it runs (defect 3).
+func TestProxy_CutBodyInstanceUnderLoad(t *testing.T) {
+	t.Parallel()
+	a, b := startBackend(t, "a", nil), startBackend(t, "b", nil)
+	cut := rawBackend(t, cannedAnswers(func(string) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\ncut", true
+	}))
+	h := startProxy(t, noHealth(Options{MaxFailures: 3, FailureTimeout: time.Minute}), a, b, cut)
+	const workers = 8
+	stop := make(chan struct{})
+	ok, failed, wait := loadWithTimeout(t, h.url+"/", workers, 5*time.Second, stop)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wait()
+	total := ok.Load() + failed.Load()
+	t.Logf("%d of %d requests failed with one instance cutting every answer short", failed.Load(), total)
+	if n := failed.Load(); n > 3+workers {
+		t.Fatalf("%d of %d requests failed; the instance should be ejected after 3 cut answers", n, total)
+	}
+	if !statusOf(h.p, "raw").Ejected {
+		t.Fatal("the cutting instance is not ejected")
+	}
+}

@@ -319,7 +319,7 @@ func (p *Proxy) addLocked(in discovery.Instance) {
 		}
 	}
 	p.ups[in.ID] = u
-	p.log.Info("instance added", "instance", in.ID, "url", in.URL.String(), "weight", u.backend.Weight)
+	p.log.Info("instance added", "instance", in.ID, "url", in.URL.Redacted(), "weight", u.backend.Weight)
 	p.startChecker(u)
 }
 

@@ -79,7 +79,7 @@ type UpstreamStatus struct {
 
 func (u *upstream) status(now time.Time) UpstreamStatus {
 	s := UpstreamStatus{
-		ID: u.id, URL: u.url.String(), Meta: u.meta, Weight: u.backend.Weight,
+		ID: u.id, URL: u.url.Redacted(), Meta: u.meta, Weight: u.backend.Weight,
 		Healthy: u.healthy.Load(), Draining: u.draining.Load(), Breaker: "disabled",
 		InFlight: u.backend.InFlight(), EWMA: u.backend.EWMA(), Since: u.added,
 	}

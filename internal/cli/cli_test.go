@@ -85,6 +85,19 @@ func TestConfigPrint(t *testing.T) {
 	if code, _, errs := run(t, nil, "config", "print", "-f", seed, "-o", "toml"); code != ExitInvalid || !strings.Contains(errs, `-o "toml" is not a format`) {
 		t.Errorf("bad -o: code %d %s", code, errs)
 	}
+	// A value from the environment is never printed, whatever its name, unless asked for.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "shoal.yml")
+	os.WriteFile(path, []byte("name: shop\napp:\n  env: {DSN: \"${DSN}\"}\n"), 0o600)
+	vars := map[string]string{"DSN": "postgres://app:hunter2@db/shop"}
+	code, out, _ = run(t, vars, "config", "print", "-f", path)
+	if code != ExitOK || strings.Contains(out, "hunter2") || !strings.Contains(out, "DSN: ${DSN}") {
+		t.Errorf("an interpolated DSN: code %d\n%s", code, out)
+	}
+	code, out, _ = run(t, vars, "config", "print", "-f", path, "--show-secrets")
+	if code != ExitOK || !strings.Contains(out, "hunter2") {
+		t.Errorf("--show-secrets: code %d\n%s", code, out)
+	}
 }
 
 func TestConfigSchema(t *testing.T) {

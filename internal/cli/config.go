@@ -66,9 +66,14 @@ func (a *app) configCommand() *cobra.Command {
 	}
 	var f configFlags
 	var output string
+	var showSecrets bool
 	print := &cobra.Command{
 		Use:   "print [-f FILE] [--env NAME] [-o yaml|json]",
 		Short: "Print the effective configuration: merged, defaulted, secrets redacted",
+		Long: `Print the effective configuration: the environment merged, defaults filled in, and secrets
+redacted — fields that hold secrets, passwords and user names in URLs, secret-looking query
+parameters, app.env values with secret-looking names, and every value that came from ${VAR}
+(shown as the variable it came from). --show-secrets prints everything as it is.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "yaml" && output != "json" {
@@ -79,6 +84,9 @@ func (a *app) configCommand() *cobra.Command {
 				return err
 			}
 			r := c.Redacted()
+			if showSecrets {
+				r = c // asked for by name: every value as it is
+			}
 			r.Environments = nil
 			if output == "json" {
 				enc := json.NewEncoder(a.stdout)
@@ -100,6 +108,7 @@ func (a *app) configCommand() *cobra.Command {
 	}
 	f.register(print)
 	print.Flags().StringVarP(&output, "output", "o", "yaml", "output format: yaml or json")
+	print.Flags().BoolVar(&showSecrets, "show-secrets", false, "print secrets and the values of ${VAR} as they are, instead of redacted")
 	schema := &cobra.Command{
 		Use:   "schema",
 		Short: "Print the JSON Schema of shoal.yml (for yaml-language-server and editors)",
