@@ -613,10 +613,30 @@ type Messaging struct {
 	// Type of broker: memory, kafka, rabbitmq or nats. Defaults to "memory".
 	Type string `yaml:"type" json:"type" jsonschema:"enum=memory,enum=kafka,enum=rabbitmq,enum=nats"`
 	// Topic (Kafka topic, RabbitMQ exchange, NATS subject prefix) events go to. Defaults to "events".
-	Topic    string          `yaml:"topic" json:"topic"`
-	Kafka    KafkaOptions    `yaml:"kafka" json:"kafka"`
-	RabbitMQ RabbitMQOptions `yaml:"rabbitmq" json:"rabbitmq"`
-	NATS     NATSOptions     `yaml:"nats" json:"nats"`
+	Topic string `yaml:"topic" json:"topic"`
+	// MaxAttempts is how many times a handler is called for one message before it goes to
+	// the dead-letter topic <topic>.dlq. Defaults to 5.
+	MaxAttempts int `yaml:"max_attempts" json:"max_attempts"`
+	// RetryBackoff is the ceiling of the first wait before a failed message is handled again;
+	// it doubles per attempt up to MaxRetryBackoff (full jitter). Defaults to 100ms.
+	RetryBackoff Duration `yaml:"retry_backoff" json:"retry_backoff"`
+	// MaxRetryBackoff caps the wait between attempts. Defaults to 30s.
+	MaxRetryBackoff Duration `yaml:"max_retry_backoff" json:"max_retry_backoff"`
+	// Prefetch is how many unacknowledged messages one subscription may hold. Defaults to 256.
+	Prefetch int `yaml:"prefetch" json:"prefetch"`
+	// Concurrency is how many handler calls one subscription runs at once; messages with the
+	// same key still run one at a time, in order. Defaults to 1.
+	Concurrency int `yaml:"concurrency" json:"concurrency"`
+	// DrainTimeout bounds how long closing a subscription waits for running handlers.
+	// Defaults to 30s.
+	DrainTimeout Duration `yaml:"drain_timeout" json:"drain_timeout"`
+	// MaxPayload is the largest payload accepted, in bytes. Defaults to 0: the broker's limit
+	// (NATS: the server's max_payload; RabbitMQ: 134217728, its default max_message_size;
+	// Kafka: 1000000, the default message.max.bytes less room for headers).
+	MaxPayload int             `yaml:"max_payload,omitempty" json:"max_payload,omitempty"`
+	Kafka      KafkaOptions    `yaml:"kafka" json:"kafka"`
+	RabbitMQ   RabbitMQOptions `yaml:"rabbitmq" json:"rabbitmq"`
+	NATS       NATSOptions     `yaml:"nats" json:"nats"`
 }
 
 // KafkaOptions connect to Kafka.
@@ -625,6 +645,15 @@ type KafkaOptions struct {
 	Brokers []string `yaml:"brokers" json:"brokers"`
 	// ConsumerGroup of subscribers. Defaults to name.
 	ConsumerGroup string `yaml:"consumer_group,omitempty" json:"consumer_group,omitempty"`
+	// Partitions of a topic shoal creates on first publish. Defaults to 3.
+	Partitions int `yaml:"partitions" json:"partitions"`
+	// ReplicationFactor of a topic shoal creates. Defaults to -1: the broker's default.
+	ReplicationFactor int `yaml:"replication_factor" json:"replication_factor"`
+	// CreateTopics lets shoal create a topic on its first publish. Defaults to true.
+	CreateTopics bool `yaml:"create_topics" json:"create_topics"`
+	// MetadataRefresh is how often subscribers look for new topics that match their
+	// patterns. Defaults to 5s.
+	MetadataRefresh Duration `yaml:"metadata_refresh" json:"metadata_refresh"`
 }
 
 // RabbitMQOptions connect to RabbitMQ.
@@ -638,8 +667,14 @@ type RabbitMQOptions struct {
 type NATSOptions struct {
 	// URL of the server. Defaults to "nats://localhost:4222". NATS_URL overrides.
 	URL string `yaml:"url" json:"url" secret:"url"`
-	// JetStream makes subscriptions durable. Defaults to false.
+	// JetStream makes subscriptions durable. Defaults to false. (shoal's messaging package
+	// uses JetStream for every subscription whatever this says.)
 	JetStream bool `yaml:"jetstream" json:"jetstream"`
+	// AckWait is how long the server waits for an acknowledgement before redelivering.
+	// Defaults to 30s.
+	AckWait Duration `yaml:"ack_wait" json:"ack_wait"`
+	// MaxAge is how long the stream keeps a message. Defaults to 7d.
+	MaxAge Duration `yaml:"max_age" json:"max_age"`
 }
 
 // Job drivers.

@@ -203,13 +203,29 @@ func (d *Database) setDefaults() {
 func (m *Messaging) setDefaults() {
 	m.Type = MessagingMemory
 	m.Topic = "events"
+	m.MaxAttempts = 5
+	m.RetryBackoff = Duration(100 * time.Millisecond)
+	m.MaxRetryBackoff = Duration(30 * time.Second)
+	m.Prefetch = 256
+	m.Concurrency = 1
+	m.DrainTimeout = Duration(30 * time.Second)
 }
 
-func (k *KafkaOptions) setDefaults() { k.Brokers = []string{"localhost:9092"} }
+func (k *KafkaOptions) setDefaults() {
+	k.Brokers = []string{"localhost:9092"}
+	k.Partitions = 3
+	k.ReplicationFactor = -1
+	k.CreateTopics = true
+	k.MetadataRefresh = Duration(5 * time.Second)
+}
 
 func (r *RabbitMQOptions) setDefaults() { r.URL = "amqp://localhost:5672" }
 
-func (n *NATSOptions) setDefaults() { n.URL = "nats://localhost:4222" }
+func (n *NATSOptions) setDefaults() {
+	n.URL = "nats://localhost:4222"
+	n.AckWait = Duration(30 * time.Second)
+	n.MaxAge = Duration(7 * 24 * time.Hour)
+}
 
 func (j *Jobs) setDefaults() {
 	j.Driver = JobsSQLite

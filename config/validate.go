@@ -343,6 +343,21 @@ func (c *Config) validate(report func(path, msg string)) {
 	enum("messaging.type", m.Type, []string{MessagingMemory, MessagingKafka, MessagingRabbitMQ, MessagingNATS})
 	if m.Topic == "" {
 		bad("messaging.topic", "must not be empty")
+	} else if !messagingToken(m.Topic) {
+		bad("messaging.topic", "%q must be one token of letters, digits, \"_\" and \"-\" (it prefixes every subject, exchange and Kafka topic)", m.Topic)
+	}
+	atLeast("messaging.max_attempts", m.MaxAttempts, 1)
+	atLeast("messaging.prefetch", m.Prefetch, 1)
+	atLeast("messaging.concurrency", m.Concurrency, 1)
+	atLeast("messaging.max_payload", m.MaxPayload, 0)
+	if m.MaxRetryBackoff < m.RetryBackoff {
+		bad("messaging.max_retry_backoff", "%s is shorter than retry_backoff %s", m.MaxRetryBackoff, m.RetryBackoff)
+	}
+	if m.Type == MessagingKafka {
+		atLeast("messaging.kafka.partitions", m.Kafka.Partitions, 1)
+		if m.Kafka.ReplicationFactor == 0 || m.Kafka.ReplicationFactor < -1 {
+			bad("messaging.kafka.replication_factor", "is %d; use -1 for the broker's default or a positive count", m.Kafka.ReplicationFactor)
+		}
 	}
 	switch m.Type {
 	case MessagingKafka:
@@ -551,4 +566,19 @@ func validateRuleTarget(p string, rule ScalingRule, bad func(path, format string
 	case percent && rule.Target > 100:
 		bad(p+".target", "%g%% is over 100%%; %s is a percentage, so use 1-100", rule.Target, rule.Metric)
 	}
+}
+
+// messagingToken reports whether s is one messaging token: letters, digits, "_" and "-",
+// not starting with "_".
+func messagingToken(s string) bool {
+	if s == "" || s[0] == '_' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
