@@ -27,6 +27,9 @@ const (
 	// maxNodes bounds the work of one decode, so a document of nested aliases ("billion laughs")
 	// is refused instead of expanded.
 	maxNodes = 100_000
+	// maxExpanded bounds the bytes of the values one decode reads: aliases of one large value
+	// are few nodes but many bytes (a 3 MiB string aliased 1,000 times is 3 GiB).
+	maxExpanded = 8 << 20
 )
 
 type decoder struct {
@@ -34,6 +37,7 @@ type decoder struct {
 	problems  *problems
 	positions map[string]Pos
 	visited   int
+	expanded  int // bytes of scalar values read, aliases counted each time
 	exhausted bool
 }
 
@@ -57,7 +61,7 @@ func describe(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "a list"
 	case yaml.ScalarNode:
-		return fmt.Sprintf("%q", n.Value)
+		return quoteShort(n.Value)
 	}
 	return "nothing"
 }
@@ -69,10 +73,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 		n = n.Alias
 	}
 	d.visited++
-	if d.visited > maxNodes || depth > maxDepth {
+	if n.Kind == yaml.ScalarNode {
+		d.expanded += len(n.Value)
+	}
+	if d.visited > maxNodes || depth > maxDepth || d.expanded > maxExpanded {
 		if !d.exhausted {
 			d.exhausted = true
-			d.problemf(n, path, "the document is too large or too deeply nested (more than %d values or %d levels); simplify it", maxNodes, maxDepth)
+			d.problemf(n, path, "the document is too large or too deeply nested (more than %d values, %d MiB of values with aliases expanded, or %d levels); simplify it",
+				maxNodes, maxExpanded>>20, maxDepth)
 		}
 		return
 	}
@@ -163,7 +171,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, depth
 			continue
 		}
 		if seen[k.Value] {
-			d.problemf(k, join(path, k.Value), "key %q is written twice in this mapping; keep one", k.Value)
+			d.problemf(k, join(path, k.Value), "key %s is written twice in this mapping; keep one", quoteShort(k.Value))
 			continue
 		}
 		seen[k.Value] = true
@@ -190,7 +198,7 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string, depth in
 			continue
 		}
 		if seen[k.Value] {
-			d.problemf(k, join(path, k.Value), "key %q is written twice in this mapping; keep one", k.Value)
+			d.problemf(k, join(path, k.Value), "key %s is written twice in this mapping; keep one", quoteShort(k.Value))
 			continue
 		}
 		seen[k.Value] = true
@@ -278,7 +286,7 @@ func unknownKey(key, path string, valid []string) string {
 		}
 	}
 	if best != "" && bestDist <= max(2, len(key)/3) {
-		return fmt.Sprintf("unknown key %q (did you mean %s?)", key, best)
+		return fmt.Sprintf("unknown key %s (did you mean %s?)", quoteShort(key), best)
 	}
 	if homes := keyHomes()[key]; len(homes) > 0 {
 		where := make([]string, len(homes))
@@ -292,9 +300,9 @@ func unknownKey(key, path string, valid []string) string {
 		if here == "" {
 			here = "the top level"
 		}
-		return fmt.Sprintf("unknown key %q in %s; it belongs under %s", key, here, strings.Join(where, " or "))
+		return fmt.Sprintf("unknown key %s in %s; it belongs under %s", quoteShort(key), here, strings.Join(where, " or "))
 	}
 	sorted := append([]string(nil), valid...)
 	sort.Strings(sorted)
-	return fmt.Sprintf("unknown key %q; valid keys here are %s", key, strings.Join(sorted, ", "))
+	return fmt.Sprintf("unknown key %s; valid keys here are %s", quoteShort(key), strings.Join(sorted, ", "))
 }

@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/shoal-sh/shoal/config"
@@ -22,6 +23,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("a: &a [*a, *a]\nb: &b [*a, *a]\nc: [*b, *b]\n"), "")
 	f.Add([]byte("name: ${X:-${Y}}\nscaling: {instances: {min_instances: 0x10}}\n"), "")
 	f.Add(config.Starter("x"), "development")
+	f.Add([]byte("name: x\nv: &v \""+strings.Repeat("y", 4096)+"\"\nhealth: {checks: [*v, *v, *v, *v]}\n"), "")
+	f.Add([]byte("name: x\napp: {env: {A: &a \"${SET}\", B: *a}, command: [*a]}\n"), "")
 	lookup := func(k string) (string, bool) {
 		if k == "SET" {
 			return "3000", true
@@ -32,6 +35,8 @@ func FuzzParse(f *testing.F) {
 		c, err := config.Parse(data, "fuzz.yml", config.Options{Env: env, LookupEnv: lookup})
 		if err == nil {
 			_ = c.Redacted()
+		} else if n := len(err.Error()); n > 64<<10+2*len(data) {
+			t.Fatalf("a %d-byte document made a %d-byte error", len(data), n)
 		}
 		_, _ = config.ParseAll(data, "fuzz.yml", config.Options{LookupEnv: lookup})
 	})

@@ -151,7 +151,7 @@ func (ip *interpolator) expand(n *yaml.Node, path string) (string, bool) {
 		}
 	})
 	if unterminated {
-		ip.problemf(n, path, "%q opens ${ without a closing }; write ${NAME} or $$ for a literal $", s)
+		ip.problemf(n, path, "%s opens ${ without a closing }; write ${NAME} or $$ for a literal $", quoteShort(s))
 		return s, false
 	}
 	return b.String(), changed

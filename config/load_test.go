@@ -527,3 +527,25 @@ scaling:
 		t.Errorf("static instance URL: %q", got)
 	}
 }
+
+// One large value aliased many times is few nodes but many bytes: the loader stops at a bound
+// on the expanded size, and its error stays small, quoting only the start of any value (issue
+// 10: 3 MiB aliased 1,000 times grew to 6 GB; 10 times printed 31 MB of errors).
+func TestParse_AliasAmplificationIsBounded(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("x", 3<<20)
+	for _, n := range []int{10, 1000} {
+		doc := "name: shop\nx: &a \"" + big + "\"\nhealth:\n  checks: [" + strings.TrimSuffix(strings.Repeat("*a, ", n), ", ") + "]\n"
+		_, err := config.Parse([]byte(doc), "shoal.yml", config.Options{LookupEnv: env(nil)})
+		if err == nil {
+			t.Fatalf("×%d: accepted", n)
+		}
+		msg := err.Error()
+		if len(msg) > 64<<10 {
+			t.Fatalf("×%d: the error is %d bytes", n, len(msg))
+		}
+		if n == 1000 && !strings.Contains(msg, "too large") {
+			t.Errorf("×%d: the error does not say the document is too large:\n%.2000s", n, msg)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Problem is one thing wrong with a configuration, located in its file.
@@ -47,9 +48,20 @@ func (e *Error) Error() string {
 type problems struct {
 	list []Problem
 	seen map[string]bool
+	more int // problems past maxProblems, counted, not kept
 }
 
+// A file that repeats one mistake many times (or an alias that repeats a large value) must not
+// make an error the size of the file times the repetitions: at most maxProblems are kept, each
+// message and path shortened to maxMessage bytes.
+const (
+	maxProblems = 100
+	maxMessage  = 400
+)
+
 func (ps *problems) add(p Problem) {
+	p.Message = shorten(p.Message, maxMessage)
+	p.Path = shorten(p.Path, maxMessage/2)
 	k := p.String()
 	if ps.seen == nil {
 		ps.seen = map[string]bool{}
@@ -57,8 +69,42 @@ func (ps *problems) add(p Problem) {
 	if ps.seen[k] {
 		return
 	}
+	if len(ps.list) >= maxProblems {
+		ps.more++
+		return
+	}
 	ps.seen[k] = true
 	ps.list = append(ps.list, p)
+}
+
+// shorten keeps s within n bytes: its start and its end (where the advice usually is), with an
+// ellipsis between.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	head, tail := n*2/3, n/3-len("…")
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
+	}
+	cut := len(s) - tail
+	for cut < len(s) && !utf8.RuneStart(s[cut]) {
+		cut++
+	}
+	return s[:head] + "…" + s[cut:]
+}
+
+// quoteShort quotes a value from the file for a message, at most its first 40 bytes.
+func quoteShort(s string) string {
+	const n = 40
+	if len(s) <= n {
+		return fmt.Sprintf("%q", s)
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%q… (%d bytes)", s[:cut], len(s))
 }
 
 func (ps *problems) err() error {
@@ -75,5 +121,10 @@ func (ps *problems) err() error {
 		}
 		return a.Column < b.Column
 	})
+	if ps.more > 0 {
+		last := ps.list[len(ps.list)-1]
+		ps.list = append(ps.list, Problem{Pos: Pos{File: last.File}, Message: fmt.Sprintf(
+			"and %d more problems not shown; fix these first", ps.more)})
+	}
 	return &Error{Problems: ps.list}
 }
