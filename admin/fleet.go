@@ -79,7 +79,7 @@ type InstanceStatus struct {
 	Port     int       `json:"port"`
 	URL      string    `json:"url"`
 	State    string    `json:"state"`
-	Health   string    `json:"health"`  // "healthy", "unhealthy", "ejected" or "unknown"
+	Health   string    `json:"health"`  // "healthy", "unhealthy", "ejected", "stalled" or "unknown"
 	Breaker  string    `json:"breaker"` // "closed", "open", "half-open" or "disabled"
 	InFlight int64     `json:"in_flight"`
 	Started  time.Time `json:"started"`

@@ -469,8 +469,14 @@ func (f *Fleet) Status(ctx context.Context) admin.Status {
 		if u, ok := ups[in.id]; ok {
 			st.InFlight, st.Breaker = u.InFlight, u.Breaker
 			switch {
+			case u.Stalled:
+				st.Health = "stalled" // stopped answering: out of rotation until it answers again
+				st.LastErr = u.LastErr
 			case u.Ejected:
 				st.Health = "ejected"
+				if u.LastErr != "" {
+					st.LastErr = u.LastErr // why the proxy took it out: failures, answers cut short
+				}
 			case u.Healthy:
 				st.Health = "healthy"
 			default:
