@@ -72,7 +72,7 @@ func TestStatic(t *testing.T) {
 			`instances[2].url: "ftp://h:21" is not an http:// or https:// URL`,
 			"instances[3].url: http://127.0.0.1:9001 is already instances[0]",
 			`instances[4].url: "http://h:1/api" has a path`,
-			`instances[5].url: "http://u:p@h:1" has user information`,
+			`instances[5].url: "http://u:[redacted]@h:1" has user information`, // the password is never printed
 			`instances[6].url: "http://h:0": port "0" is not a number from 1 to 65535`,
 			`instances[7].url: "http://:80" has no host`,
 			"instances[8].weight: must be between 1 and 1000, got 1001",
