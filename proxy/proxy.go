@@ -252,15 +252,19 @@ func clientIP(remote string) string {
 
 // Update makes instances the proxy's upstreams. Instances already known (by ID) keep their
 // health, breaker and statistics; new ones start healthy and are checked at once; ones no
-// longer listed are drained: they get no new requests and their in-flight requests finish.
+// longer listed, or listed as Draining, are drained: they get no new requests and their
+// in-flight requests finish. An unchanged instance costs no allocation.
 func (p *Proxy) Update(instances []discovery.Instance) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	keep := make(map[string]bool, len(instances))
 	for _, in := range instances {
+		if in.Draining {
+			continue // still registered but leaving: drained like an instance no longer listed
+		}
 		keep[in.ID] = true
 		u, ok := p.ups[in.ID]
-		if ok && u.url.String() == in.URL.String() && u.backend.Weight == max(in.Weight, 1) {
+		if ok && discovery.SameURL(u.url, in.URL) && u.backend.Weight == max(in.Weight, 1) {
 			if u.draining.Load() {
 				u.draining.Store(false)
 				p.log.Info("instance is back", "instance", u.id)
