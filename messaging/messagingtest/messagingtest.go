@@ -539,9 +539,12 @@ func testCloseWithInFlight(t *testing.T, h Harness) {
 	rec := newRecorder()
 	b2 := connect(t, h)
 	subscribe(t, b2, "work.items", rec.handler, messaging.Group("workers"))
-	rec.waitCount(t, h, 4)
+	rec.waitFor(t, h, "the 4 messages not handled", func(ms []*messaging.Message) bool { return len(unique(ms)) >= 4 })
 	quiet()
 	got := payloads(rec.snapshot())
+	if len(got) > 4 {
+		t.Logf("the next member got %v: duplicates of released messages (at least once)", got)
+	}
 	for _, p := range got {
 		if p == first {
 			t.Errorf("message %s, acknowledged during the drain, was delivered again; got %v", first, got)
