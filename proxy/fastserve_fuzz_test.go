@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +24,9 @@ func FuzzServeConn(f *testing.F) {
 	f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc"))
 	f.Add([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
 	f.Add([]byte("GET http://[::1 HTTP/1.1\r\n\r\n"))
+	f.Add([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length : 30\r\n\r\nGET /SMUGGLED HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Add([]byte("POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a b@evil\r\n\r\n"))
+	f.Add([]byte("GET / HTTP/1"))
 	f.Add([]byte("GET /a?b HTTP/1.1\r\nHost: x\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n" +
 		"TraceState: a=1,b=2\r\nbaggage: k=v;p=1\r\ntraceparent: junk\r\n\r\n"))
 	// Two proxies, both without instances (every request gets a 503): one traced, one not; the
@@ -112,6 +118,77 @@ func FuzzInstanceAnswers(f *testing.F) {
 		select {
 		case <-answer: // the instance was never asked (a pooled connection served it): drop it
 		default:
+		}
+	})
+}
+
+// FuzzNoSmuggling sends arbitrary bytes through the proxy to a lenient instance (net/http's
+// request parser, as most services use): the instance must never see more requests than the
+// client gets answers. A request the proxy framed differently from the instance — a body taken
+// for a request (whitespace before a colon, Transfer-Encoding on HTTP/1.0, both lengths) — would
+// reach the instance without an answer of its own.
+func FuzzNoSmuggling(f *testing.F) {
+	f.Add([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length : 34\r\n\r\nGET /SMUGGLED HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Add([]byte("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\nGET /SMUGGLED HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Add([]byte("POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n22\r\nGET /SMUGGLED HTTP/1.1\r\nHost: x\r\n\r\n\r\n0\r\n\r\n"))
+	f.Add([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+	var seen atomic.Int64 // whole requests, their bodies read to the end: a broken body is no request
+	var badName atomic.Value
+	be := connBackend(f, "lenient", func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			if _, err := io.Copy(io.Discard, req.Body); err != nil {
+				return
+			}
+			for k := range req.Header {
+				if strings.ContainsAny(k, " \t") {
+					badName.Store(k) // net/http keeps such a name as it came: the proxy let it through
+				}
+			}
+			seen.Add(1)
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"); err != nil {
+				return
+			}
+		}
+	})
+	h := startProxyWith(f, noHealth(Options{Retry: Retry{Attempts: 1}, LatencyEjection: LatencyEjection{Disabled: true}}),
+		ServerOptions{DrainTimeout: time.Second, MaxHeaderBytes: 4096, ReadHeaderTimeout: time.Second, IdleTimeout: time.Second,
+			ReadBodyTimeout: time.Second}, be)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		before := seen.Load()
+		c, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Write(data)
+		c.(*net.TCPConn).CloseWrite()
+		br := bufio.NewReader(c)
+		answers := 0
+		for {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				break
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode >= 200 {
+				answers++
+			}
+		}
+		h.p.base.(interface{ CloseIdleConnections() }).CloseIdleConnections() // the instance reads no more from this input
+		time.Sleep(time.Millisecond)
+		if n := seen.Load() - before; n > int64(answers) {
+			t.Fatalf("the instance saw %d requests, the client got %d answers, for %q", n, answers, data)
+		}
+		if k := badName.Load(); k != nil {
+			t.Fatalf("the instance got a header named %q, for %q", k, data)
 		}
 	})
 }
