@@ -243,8 +243,7 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 				if u.breaker != nil {
 					u.breaker.Release(ticket)
 				}
-				st.chosen = u
-				return nil, clientBodyProblem(berr)
+				return nil, clientBodyProblem(berr) // counted as the proxy's answer, not the instance's
 			}
 			if out.Context().Err() != nil {
 				// The client went away: not the instance's fault, but it was this instance's
