@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/shoal-sh/shoal/autoscale"
 )
 
 // Fleet is what the admin API operates: the local fleet under `shoal up` implements it.
@@ -41,19 +43,23 @@ func (e *OutOfRangeError) Error() string {
 
 // Status is the fleet as `shoal scaling status` shows it.
 type Status struct {
-	Service     string           `json:"service"`
-	Environment string           `json:"environment,omitempty"`
-	Desired     int              `json:"desired"`
-	Min         int              `json:"min_instances"`
-	Max         int              `json:"max_instances"`
-	Ready       int              `json:"ready"`
-	ProxyURL    string           `json:"proxy_url"`
-	Algorithm   string           `json:"algorithm"`
-	Autoscaling bool             `json:"autoscaling"`
-	Instances   []InstanceStatus `json:"instances"`
-	Checks      []CheckStatus    `json:"checks"`
-	Events      []Event          `json:"events"` // recent scaling events, newest first
-	Started     time.Time        `json:"started"`
+	Service     string `json:"service"`
+	Environment string `json:"environment,omitempty"`
+	Desired     int    `json:"desired"`
+	Min         int    `json:"min_instances"`
+	Max         int    `json:"max_instances"`
+	Ready       int    `json:"ready"`
+	ProxyURL    string `json:"proxy_url"`
+	Algorithm   string `json:"algorithm"`
+	Autoscaling bool   `json:"autoscaling"`
+	// AutoscalingReason says why autoscaling is on or off, e.g. "off: observability.auto_scaling.enabled is false".
+	AutoscalingReason string `json:"autoscaling_reason,omitempty"`
+	// Decisions are the autoscaler's latest decisions, newest first (at most StatusDecisions).
+	Decisions []autoscale.Decision `json:"decisions,omitempty"`
+	Instances []InstanceStatus     `json:"instances"`
+	Checks    []CheckStatus        `json:"checks"`
+	Events    []Event              `json:"events"` // recent scaling events, newest first
+	Started   time.Time            `json:"started"`
 }
 
 // Instance states.

@@ -61,6 +61,7 @@ type ServerOptions struct {
 //	POST /v1/restart                scaling:write  → RestartResult, when every instance is replaced
 //	POST /v1/health-checks/{name}   scaling:write  HealthCheckRequest → CheckStatus
 //	GET  /v1/metrics?since=1h&points=120  scaling:read → MetricsReport
+//	GET  /v1/autoscale/decisions?since=1h&limit=100  scaling:read → DecisionsReport (a Fleet that is Autoscaled)
 //	GET  /metrics                   scaling:read   Prometheus exposition (ServerOptions.Metrics)
 //	GET  /, /ui/                    no token: the dashboard (ServerOptions.Dashboard)
 //
@@ -107,6 +108,7 @@ func NewServer(fleet Fleet, opts ServerOptions) *Server {
 	s.route("POST", "/v1/restart", s.require(ScopeWrite, "restart the fleet", s.restart))
 	s.route("POST", "/v1/health-checks/{name}", s.require(ScopeWrite, "change a health check", s.healthCheck))
 	s.route("GET", "/v1/metrics", s.require(ScopeRead, "read the metrics", s.metrics))
+	s.route("GET", "/v1/autoscale/decisions", s.require(ScopeRead, "read the autoscaling decisions", s.decisions))
 	if opts.Metrics != nil {
 		s.route("GET", "/metrics", s.require(ScopeRead, "read the Prometheus metrics", opts.Metrics.ServeHTTP))
 	}
@@ -116,7 +118,7 @@ func NewServer(fleet Fleet, opts ServerOptions) *Server {
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, &APIError{StatusCode: http.StatusNotFound, Code: CodeNotFound,
-			Message: fmt.Sprintf("no admin endpoint at %s; the API is /v1/status, /v1/scale, /v1/restart, /v1/health-checks/{name} and /v1/metrics", r.URL.Path)})
+			Message: fmt.Sprintf("no admin endpoint at %s; the API is /v1/status, /v1/scale, /v1/restart, /v1/health-checks/{name}, /v1/metrics and /v1/autoscale/decisions", r.URL.Path)})
 	})
 	return s
 }

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -63,8 +62,9 @@ type Options struct {
 	LivenessInterval time.Duration
 	// SampleInterval is how often metrics are sampled into History. Defaults to 1s.
 	SampleInterval time.Duration
-	// Autoscale lets the fleet scale itself by observability.auto_scaling's rules, every
-	// auto_scaling.interval, from the averages of History over that interval. It needs History.
+	// Autoscale lets the fleet scale itself (package autoscale) every auto_scaling.interval,
+	// from its instances' samples and History averaged over that interval, when the
+	// configuration enables autoscaling with target fleet. It needs History.
 	Autoscale bool
 }
 
@@ -103,7 +103,8 @@ type Fleet struct {
 	outMu     sync.Mutex
 
 	sampler    *sampler
-	autoscaler *autoscale.Autoscaler
+	autoscaler *autoscale.Autoscaler // nil when the fleet does not autoscale
+	inputs     *autoscaleInputs      // per-instance samples for the autoscaler
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 }
@@ -157,17 +158,18 @@ func (f *Fleet) Start(ctx context.Context) error {
 	f.cancel = cancel
 	if f.opts.History != nil {
 		f.sampler = newSampler(f)
+		f.inputs = newAutoscaleInputs(f.sampler.memTotal())
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
 			f.sampler.run(sctx)
 		}()
-		if f.opts.Autoscale {
-			f.autoscaler = autoscale.New(f.cfg)
+		if on, _ := f.autoscaleState(); on {
+			f.autoscaler = autoscale.New(autoscale.SettingsFrom(f.cfg))
 			f.wg.Add(1)
 			go func() {
 				defer f.wg.Done()
-				f.autoscale(sctx)
+				f.runAutoscaler(sctx)
 			}()
 		}
 	}
@@ -221,12 +223,13 @@ func (f *Fleet) Scale(ctx context.Context, target int, reason string) (admin.Sca
 		return admin.ScaleResult{}, errors.New("the fleet is shutting down")
 	}
 	active := f.activeLocked()
-	from := len(active)
+	from, wasDesired := len(active), f.desired
 	f.desired = target
 	f.mu.Unlock()
 	res := admin.ScaleResult{From: from, To: target}
-	if f.autoscaler != nil && !strings.HasPrefix(reason, "autoscale") {
-		f.autoscaler.Observed(time.Now(), from, target)
+	if f.autoscaler != nil && !isAutoscale(reason) && reason != "start" {
+		// A manual scale: the autoscaler holds it for the stabilisation window.
+		f.autoscaler.Observed(time.Now(), wasDesired, target)
 	}
 	switch {
 	case target > from:
@@ -242,7 +245,7 @@ func (f *Fleet) Scale(ctx context.Context, target int, reason string) (admin.Sca
 		switch {
 		case reason == "start":
 			kind = "start"
-		case strings.HasPrefix(reason, "autoscale"):
+		case isAutoscale(reason):
 			kind = "autoscale_up"
 		}
 		f.event(kind, reason, from, target)
@@ -256,7 +259,7 @@ func (f *Fleet) Scale(ctx context.Context, target int, reason string) (admin.Sca
 			res.Stopped = append(res.Stopped, v.id)
 		}
 		kind := "scale_down"
-		if strings.HasPrefix(reason, "autoscale") {
+		if isAutoscale(reason) {
 			kind = "autoscale_down"
 		}
 		f.event(kind, reason, from, target)
@@ -455,9 +458,9 @@ func (f *Fleet) Status(ctx context.Context) admin.Status {
 	s := admin.Status{
 		Service: f.cfg.Name, Environment: f.cfg.Meta.Env, Desired: f.desired,
 		Min: f.cfg.Scaling.Instances.MinInstances, Max: f.cfg.Scaling.Instances.MaxInstances,
-		Algorithm: f.cfg.Scaling.LoadBalancer.Algorithm, Autoscaling: f.cfg.Observability.AutoScaling.Enabled,
-		ProxyURL: f.opts.ProxyURL,
-		Started:  f.started,
+		Algorithm: f.cfg.Scaling.LoadBalancer.Algorithm,
+		ProxyURL:  f.opts.ProxyURL,
+		Started:   f.started,
 	}
 	ins := append([]*instance(nil), f.instances...)
 	for i := len(f.events) - 1; i >= 0 && len(s.Events) < 20; i-- {
@@ -491,6 +494,13 @@ func (f *Fleet) Status(ctx context.Context) admin.Status {
 	if f.opts.Checks != nil {
 		s.Checks = f.opts.Checks.Status()
 	}
+	s.Autoscaling, s.AutoscalingReason = f.autoscaleState()
+	if f.autoscaler != nil {
+		last := f.autoscaler.Log().Since(time.Time{}, admin.StatusDecisions)
+		for i := len(last) - 1; i >= 0; i-- {
+			s.Decisions = append(s.Decisions, last[i])
+		}
+	}
 	return s
 }
 
@@ -512,44 +522,4 @@ func (f *Fleet) Metrics(ctx context.Context, since time.Duration, points int) ad
 		r.Series = append(r.Series, admin.Series{Metric: m.name, Unit: m.unit, Points: f.opts.History.Query(m.name, since, points)})
 	}
 	return r
-}
-
-// autoscale evaluates the scaling rules every auto_scaling.interval on the averages of the
-// last interval, and scales when a rule says so and its cooldowns allow.
-func (f *Fleet) autoscale(ctx context.Context) {
-	every := f.cfg.Observability.AutoScaling.Interval.D()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			values := map[string]float64{}
-			for _, m := range config.Metrics {
-				if ps := f.opts.History.Query(m, every, 60); len(ps) > 0 {
-					sum := 0.0
-					for _, p := range ps {
-						sum += p.Value
-					}
-					values[m] = sum / float64(len(ps))
-				}
-			}
-			f.mu.Lock()
-			current := len(f.activeLocked())
-			f.mu.Unlock()
-			d := f.autoscaler.Evaluate(now, values, current)
-			if d == nil {
-				continue
-			}
-			if d.Skipped != "" {
-				f.log.Debug("autoscale decision not applied", "reason", d.Reason(), "to", d.To, "skipped", d.Skipped)
-				continue
-			}
-			f.log.Info("autoscaling", "from", d.From, "to", d.To, "reason", d.Reason())
-			if _, err := f.Scale(ctx, d.To, "autoscale: "+d.Reason()); err != nil && ctx.Err() == nil {
-				f.log.Warn("autoscaling failed", "to", d.To, "err", err)
-			}
-		}
-	}
 }

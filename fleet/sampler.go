@@ -86,6 +86,7 @@ func (s *sampler) sample(now time.Time) {
 	if s.fsErr == nil && len(pgids) > 0 {
 		groups, _ = processGroups(s.procfsFS, pgids)
 	}
+	perGroup := map[int]instanceSample{} // for the autoscaler (autoscale.go)
 	for pgid := range pgids {
 		procs := groups[pgid]
 		if len(procs) == 0 {
@@ -96,14 +97,19 @@ func (s *sampler) sample(now time.Time) {
 			g = &groupCPU{}
 			s.cpu[pgid] = g
 		}
+		smp := instanceSample{hasRSS: true}
 		if used, ok := g.delta(procs); ok {
 			cpuSum += used / dt * 100
 			cpuN++
+			smp.cpu, smp.hasCPU = used/dt*100, true
 		}
 		for _, p := range procs {
 			memSum += float64(p.rss) / (1 << 20)
+			smp.rss += float64(p.rss)
 		}
+		perGroup[pgid] = smp
 	}
+	f.recordInstanceSamples(now, st.Instances, perGroup)
 	for pgid := range s.cpu {
 		if !pgids[pgid] {
 			delete(s.cpu, pgid)
