@@ -433,3 +433,38 @@ func TestProxy_CutBodyInstanceUnderLoad(t *testing.T) {
 		t.Fatal("the cutting instance is not ejected")
 	}
 }
+
+// A client that gives up while its request is hedged between two instances that both hang
+// releases both at once, and neither is blamed.
+func TestProxy_ClientLeavingDuringAHedge(t *testing.T) {
+	t.Parallel()
+	for _, path := range []string{"raw lane", "standard path"} {
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			a, b := startHangable(t, "a", false), startHangable(t, "b", false)
+			opts := noHealth(Options{LatencyEjection: LatencyEjection{MinWait: 200 * time.Millisecond},
+				Breaker: resilience.BreakerConfig{Enabled: true, FailureThreshold: 1, RecoveryTimeout: time.Minute, HalfOpenMaxCalls: 1}})
+			if path == "standard path" {
+				opts.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return rt }
+			}
+			h := startProxy(t, opts, a.backend, b.backend)
+			a.hung.Store(true)
+			b.hung.Store(true)
+			cl := &http.Client{Timeout: time.Second}
+			if _, err := cl.Get(h.url + "/"); err == nil {
+				t.Fatal("an answer came from two hung instances")
+			}
+			waitFor(t, "both attempts released", func() bool {
+				return statusOf(h.p, "a").InFlight == 0 && statusOf(h.p, "b").InFlight == 0
+			})
+			if n := testutil.ToFloat64(h.p.metrics.retries.WithLabelValues("hedge")); n != 1 {
+				t.Errorf("%v hedges, want 1", n)
+			}
+			for _, id := range []string{"a", "b"} {
+				if s := statusOf(h.p, id); s.Breaker != "closed" {
+					t.Errorf("instance %s blamed for a client that left: breaker %s", id, s.Breaker)
+				}
+			}
+		})
+	}
+}

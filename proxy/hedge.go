@@ -165,14 +165,13 @@ func (s *fastServer) rawHedge(fc *fastConn, st *reqState, tried *[]*balancer.Bac
 		return first
 	}
 
-	var a hedgeOutcome
-	select {
-	case a = <-results:
-	case <-fc.ctx.Done():
+	// The client leaving cuts both attempts off, so no wait below outlasts it.
+	stopWatch := context.AfterFunc(fc.ctx, func() {
 		cutOff(false)
 		cutOff(true)
-		a = <-results
-	}
+	})
+	defer stopWatch()
+	a := <-results
 	if a.err == nil && fc.ctx.Err() == nil {
 		cutOff(!a.hedge)
 		b := <-results
@@ -182,12 +181,9 @@ func (s *fastServer) rawHedge(fc *fastConn, st *reqState, tried *[]*balancer.Bac
 		p.metrics.hedges.WithLabelValues(winner(a.hedge)).Inc()
 		return win.u, win.ticket, win.sent, a.r, nil
 	}
-	if fc.ctx.Err() != nil {
-		// The client left: neither attempt is anyone's failure. The first is returned for the
-		// caller to settle as a request whose client left (499); the second is settled here.
-		cutOff(false)
-		cutOff(true)
-		b := <-results
+	// gone settles both attempts of a client that left: neither is anyone's failure. The first is
+	// returned for the caller to settle as a request whose client left (499).
+	gone := func(a, b hedgeOutcome) (*upstream, resilience.Ticket, time.Time, rawResult, error) {
 		for _, o := range []hedgeOutcome{a, b} {
 			if o.hedge {
 				p.lose(second, o)
@@ -200,8 +196,14 @@ func (s *fastServer) rawHedge(fc *fastConn, st *reqState, tried *[]*balancer.Bac
 		}
 		return u1, t1, sent1, rawResult{}, fc.ctx.Err()
 	}
+	if fc.ctx.Err() != nil {
+		return gone(a, <-results)
+	}
 	// a failed on its own: it counts against its instance; the other may still answer.
 	b := <-results
+	if fc.ctx.Err() != nil {
+		return gone(a, b)
+	}
 	p.failed(sideOf(a), a, errors.Is(a.err, errTryTimeout))
 	side := sideOf(b)
 	p.endWait(side.u, b.at, b.err == nil, b.at.Sub(side.sent))
