@@ -47,7 +47,9 @@ func NewPrometheus(address, namespace, job string) (*Prometheus, error) {
 	return &Prometheus{API: promv1.NewAPI(c), Namespace: namespace, Job: job}, nil
 }
 
-func (p *Prometheus) selector() string { return fmt.Sprintf(`{namespace=%q,job=%q}`, p.Namespace, p.Job) }
+func (p *Prometheus) selector() string {
+	return fmt.Sprintf(`{namespace=%q,job=%q}`, p.Namespace, p.Job)
+}
 
 // rangeOf is the PromQL range for window: whole seconds, at least one minute so that it holds
 // several scrapes.
