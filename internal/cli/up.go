@@ -222,7 +222,8 @@ func describeCommand(c *config.Config) string {
 	if len(c.App.Command) == 0 {
 		return "no app.command"
 	}
-	return "app.command " + fmt.Sprintf("%q", []string(c.App.Command))
+	// As config print shows it: an argument from ${VAR} as the variable, URL passwords masked.
+	return "app.command " + fmt.Sprintf("%q", []string(c.Redacted().App.Command))
 }
 
 // prefixWriter serializes the instances' output lines onto one writer.
