@@ -207,7 +207,7 @@ func (s *spec) deployment() (*appsv1.Deployment, error) {
 		container.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: d}}}
 	}
 	if lp := in.Startup.LivenessProbe; lp == "/health" || (c.Health.Enabled && lp == c.Health.Endpoint) {
-		s.warn("scaling.instances.startup.liveness_probe", "%s is the health endpoint, which fails when a dependency (database, cache, another service) does, so an outage of one would restart every pod; point liveness at /live, which health.Handler serves, and keep %s for readiness and monitoring", lp, lp)
+		s.warn("scaling.instances.startup.liveness_probe", "%s is the health endpoint, which fails when a dependency (database, cache, another service) does, so an outage of one would restart every pod; point liveness at /live, which shoal's health package serves (Registry.Mount), and keep %s for readiness and monitoring", lp, lp)
 	}
 	sh := in.Shutdown
 	if need := int64(sh.DrainTimeout.Seconds()) + int64(sh.GracefulTimeout.Seconds()); int64(sh.ForceTimeout.Seconds()) < need {
@@ -437,10 +437,13 @@ func (s *spec) kubeService() *corev1.Service {
 	return svc
 }
 
-// behavior is the HPA's scaling behaviour: stabilisation windows from the instance cooldowns,
-// at most doubling every 15 seconds and halving every minute.
+// behavior is the HPA's scaling behaviour, the same policy the local fleet's autoscaler follows
+// (package autoscale): the stabilisation windows are scale_up_cooldown and scale_down_cooldown,
+// the policies and their select mode are observability.auto_scaling.scale_up and scale_down
+// (the HPA's defaults unless set).
 func (s *spec) behavior() *autoscalingv2.HorizontalPodAutoscalerBehavior {
 	in := s.c.Scaling.Instances
+	as := s.c.Observability.AutoScaling
 	window := func(path string, d config.Duration) *int32 {
 		w := d.Seconds()
 		if w > hpaMaxWindow {
@@ -449,15 +452,28 @@ func (s *spec) behavior() *autoscalingv2.HorizontalPodAutoscalerBehavior {
 		}
 		return ptr(w)
 	}
+	rules := func(path string, d config.Duration, b config.ScalingBehavior) *autoscalingv2.HPAScalingRules {
+		r := &autoscalingv2.HPAScalingRules{StabilizationWindowSeconds: window(path, d)}
+		switch b.SelectPolicy {
+		case config.SelectMin:
+			r.SelectPolicy = ptr(autoscalingv2.MinChangePolicySelect)
+		case config.SelectDisabled:
+			r.SelectPolicy = ptr(autoscalingv2.DisabledPolicySelect)
+		default:
+			r.SelectPolicy = ptr(autoscalingv2.MaxChangePolicySelect)
+		}
+		for _, p := range b.Policies {
+			t := autoscalingv2.PodsScalingPolicy
+			if p.Type == config.PolicyPercent {
+				t = autoscalingv2.PercentScalingPolicy
+			}
+			r.Policies = append(r.Policies, autoscalingv2.HPAScalingPolicy{Type: t, Value: int32(p.Value), PeriodSeconds: p.Period.Seconds()})
+		}
+		return r
+	}
 	return &autoscalingv2.HorizontalPodAutoscalerBehavior{
-		ScaleUp: &autoscalingv2.HPAScalingRules{
-			StabilizationWindowSeconds: window("scaling.instances.scale_up_cooldown", in.ScaleUpCooldown),
-			Policies:                   []autoscalingv2.HPAScalingPolicy{{Type: autoscalingv2.PercentScalingPolicy, Value: 100, PeriodSeconds: 15}},
-		},
-		ScaleDown: &autoscalingv2.HPAScalingRules{
-			StabilizationWindowSeconds: window("scaling.instances.scale_down_cooldown", in.ScaleDownCooldown),
-			Policies:                   []autoscalingv2.HPAScalingPolicy{{Type: autoscalingv2.PercentScalingPolicy, Value: 50, PeriodSeconds: 60}},
-		},
+		ScaleUp:   rules("scaling.instances.scale_up_cooldown", in.ScaleUpCooldown, as.ScaleUp),
+		ScaleDown: rules("scaling.instances.scale_down_cooldown", in.ScaleDownCooldown, as.ScaleDown),
 	}
 }
 
