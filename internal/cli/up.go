@@ -130,6 +130,13 @@ func (a *app) up(ctx context.Context, c *config.Config, debug, quiet bool) error
 		aln.Close()
 		return err
 	}
+	natsEnv, stopNATS, err := a.embeddedNATS(c, stateDir)
+	if err != nil {
+		ln.Close()
+		aln.Close()
+		return err
+	}
+	defer stopNATS() // after the instances have stopped
 	var out *prefixWriter
 	if !quiet {
 		out = &prefixWriter{w: a.stderr}
@@ -137,7 +144,7 @@ func (a *app) up(ctx context.Context, c *config.Config, debug, quiet bool) error
 	fl, err := fleet.New(c, fleet.Options{
 		Command: command.Args, Dir: command.Dir, StateDir: stateDir, Proxy: p, Instances: set,
 		Logger: log, Output: out.writer(), History: history, Checks: checks, ProxyURL: "http://" + ln.Addr().String(),
-		Autoscale: c.Observability.AutoScaling.Enabled,
+		Autoscale: c.Observability.AutoScaling.Enabled, Env: natsEnv,
 	})
 	if err != nil {
 		ln.Close()
