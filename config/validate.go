@@ -521,7 +521,11 @@ func validateAutoScaling(as AutoScaling, bad func(path, format string, args ...a
 	if as.CPUInitializationPeriod < 0 {
 		bad(p+".cpu_initialization_period", "must not be negative, e.g. \"5m\"")
 	}
-	for dir, b := range map[string]ScalingBehavior{"scale_up": as.ScaleUp, "scale_down": as.ScaleDown} {
+	for _, d := range []struct {
+		dir string
+		b   ScalingBehavior
+	}{{"scale_up", as.ScaleUp}, {"scale_down", as.ScaleDown}} {
+		dir, b := d.dir, d.b
 		bp := p + "." + dir
 		if !slices.Contains([]string{SelectMax, SelectMin, SelectDisabled}, b.SelectPolicy) {
 			bad(bp+".select_policy", "%q is not one of \"max\", \"min\", \"disabled\"", b.SelectPolicy)
