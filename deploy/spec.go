@@ -320,6 +320,7 @@ func secretVars(c *config.Config) []secretVar {
 		}
 		byName[o.Var] = &secretVar{Name: o.Var, Paths: []string{o.Path}}
 	}
+	brokerSecret(c, byName)
 	out := make([]secretVar, 0, len(byName))
 	for _, n := range slices.Sorted(maps.Keys(byName)) {
 		out = append(out, *byName[n])
