@@ -546,3 +546,23 @@ func TestLog(t *testing.T) {
 		t.Errorf("limit 1 = %+v", got)
 	}
 }
+
+func BenchmarkAutoscaler_Decide(b *testing.B) {
+	c, err := config.Load("../testdata/rustform.yml", config.Options{Env: "production", LookupEnv: func(string) (string, bool) { return "", false }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := New(SettingsFrom(c))
+	cpus := make([]float64, 50)
+	for i := range cpus {
+		cpus[i] = 60 + float64(i%10)
+	}
+	i := 0
+	for b.Loop() {
+		in := fleetAt(t0.Add(time.Duration(i)*30*time.Second), cpus...)
+		in.Values[config.MetricResponseTimeP95] = 300
+		in.Values[config.MetricActiveConnections] = 5000
+		a.Decide(in)
+		i++
+	}
+}
