@@ -13,6 +13,8 @@ import (
 
 	"github.com/shoal-sh/shoal/autoscale"
 	"github.com/shoal-sh/shoal/config"
+	"github.com/shoal-sh/shoal/discovery"
+	"github.com/shoal-sh/shoal/proxy"
 )
 
 // TestFleet_AutoscalesOnCPU runs the real quickstart at 2 instances under a steady CPU load
@@ -168,5 +170,38 @@ observability:
 	}
 	if st := h.f.Status(ctx); len(st.Decisions) == 0 || len(st.Decisions) > 5 || !st.Decisions[0].Time.After(st.Decisions[len(st.Decisions)-1].Time) && len(st.Decisions) > 1 {
 		t.Errorf("status carries the latest decisions, newest first: %d", len(st.Decisions))
+	}
+}
+
+func TestFleet_AutoscalingOnlyWhenEnabled(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		yaml      string
+		autoscale bool
+		want      string
+	}{
+		{"observability: {auto_scaling: {enabled: false}}", true, "off: observability.auto_scaling.enabled is false"},
+		{"scaling: {enabled: false}\nobservability: {auto_scaling: {enabled: true}}", true, "off: scaling.enabled is false"},
+		{"observability: {auto_scaling: {enabled: true, target: kubernetes}}", true, "off here: observability.auto_scaling.target is kubernetes, so `shoal autoscale` scales the Deployment"},
+		{"observability: {auto_scaling: {enabled: true}}", false, "off: this fleet was started without autoscaling"},
+		{"observability: {auto_scaling: {enabled: true}}", true, "on: every 30s, 1–10 instances, targets cpu 70%, memory 80%, 0 threshold rules"},
+	}
+	for _, c := range cases {
+		cfg, err := config.Parse([]byte("name: qs\n"+c.yaml+"\n"), "shoal.yml", config.Options{LookupEnv: func(string) (string, bool) { return "", false }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := New(cfg, Options{Command: []string{quickstart}, Proxy: &proxy.Proxy{}, Instances: discovery.NewSet(),
+			History: newMemHistory(), Autoscale: c.autoscale})
+		if err != nil {
+			t.Fatal(err)
+		}
+		on, why := f.autoscaleState()
+		if why != c.want || on != strings.HasPrefix(c.want, "on:") {
+			t.Errorf("%s: %v %q, want %q", c.yaml, on, why, c.want)
+		}
+		if r := f.Decisions(context.Background(), time.Hour, 0); r.Reason != c.want || len(r.Decisions) != 0 {
+			t.Errorf("%s: decisions %+v", c.yaml, r)
+		}
 	}
 }
