@@ -58,7 +58,7 @@ the variable, since other users of the machine can see command lines.`,
 	cmd.AddCommand(a.scalingStatusCommand(&f), a.scalingScaleCommand(&f, admin.DirectionUp),
 		a.scalingScaleCommand(&f, admin.DirectionDown), a.scalingRestartCommand(&f), a.scalingHealthCheckCommand(&f),
 		a.scalingMetricsCommand(&f), a.scalingTestLBCommand(&f), a.scalingTokenCommand(&f),
-		a.scalingRevokeCommand(&f))
+		a.scalingRevokeCommand(&f), a.scalingDecisionsCommand(&f), a.scalingSimulateCommand(&f))
 	return cmd
 }
 
@@ -208,6 +208,7 @@ func printStatus(out io.Writer, st admin.Status, now time.Time) {
 	}
 	fmt.Fprintf(w, "service\t%s\n", service)
 	fmt.Fprintf(w, "instances\t%d desired, %d ready (min %d, max %d); autoscaling %s\n", st.Desired, st.Ready, st.Min, st.Max, auto)
+	printAutoscaling(w, st) // autoscale.go
 	fmt.Fprintf(w, "proxy\t%s (%s)\n", orDash(st.ProxyURL), orDash(st.Algorithm))
 	if !st.Started.IsZero() {
 		fmt.Fprintf(w, "up since\t%s (%s)\n", st.Started.Local().Format("2006-01-02 15:04:05"), roundDur(now.Sub(st.Started)))
@@ -247,6 +248,7 @@ func printStatus(out io.Writer, st admin.Status, now time.Time) {
 			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Kind, e.From, e.To, orDash(oneLine(e.Reason)))
 		}
 	}
+	printRecentDecisions(w, st) // autoscale.go
 }
 
 func (a *app) scalingScaleCommand(f *scalingFlags, direction string) *cobra.Command {
