@@ -709,3 +709,16 @@ if [ -n "$RATIO_LINE" ]; then echo "**$RATIO_LINE**"; echo; fi
 echo "\`$RUN_DESC\`. $CPU_NOTE"
 echo
 printf -- '- %s\n' "${MACHINE[@]}"
+
+# One line per ratio, for scripts that collect them.
+echo
+for other in nginx haproxy caddy; do
+	if [ -n "${M_RPS[shoal]:-}" ] && [ -n "${M_RPS[$other]:-}" ]; then
+		echo "ratio shoal/$other req/s = $(ratio "${M_RPS[shoal]}" "${M_RPS[$other]}")"
+		echo "ratio shoal/$other p99 = $(ratio "${M_P99[shoal]}" "${M_P99[$other]}")"
+		echo "ratio shoal/$other cpu_per_request = $(ratio "${M_US[shoal]}" "${M_US[$other]}")"
+	fi
+done
+if [ -n "${M_RPS[shoal]:-}" ] && [ -n "${M_RPS[shoal-traced]:-}" ]; then
+	echo "ratio shoal-traced/shoal req/s = $(ratio "${M_RPS[shoal-traced]}" "${M_RPS[shoal]}")"
+fi
