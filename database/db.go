@@ -278,6 +278,9 @@ func (db *DB) Ping(ctx context.Context) error {
 	return db.primary.ping(ctx)
 }
 
+// PingContext is Ping, so that a DB is a health.Pinger: health.WithDB("database", db).
+func (db *DB) PingContext(ctx context.Context) error { return db.Ping(ctx) }
+
 func (e *endpoint) ping(ctx context.Context) error {
 	pools := []*sqlPool{e.write}
 	if e.read != e.write {

@@ -415,8 +415,8 @@ func CreateMigration(dir, name string, now time.Time) (string, error) {
 var nonName = regexp.MustCompile(`[^a-z0-9]+`)
 
 const migrationTemplate = `-- +goose Up
--- Statements run in one transaction, in order. Use $1-free plain SQL; put statements with
--- semicolons inside (functions, triggers) between -- +goose StatementBegin and StatementEnd.
+-- Statements run in order, in one transaction. Wrap a statement that has semicolons inside
+-- (a function, a trigger) in -- +goose StatementBegin and -- +goose StatementEnd.
 
 -- +goose Down
 -- Undo the Up section, in reverse order.

@@ -53,6 +53,11 @@ func Redact(raw string) string {
 
 var looksLikePassword = regexp.MustCompile(`:[^:@/]+@`)
 
+// DialectOf tells the dialect of a database URL from its scheme: postgres:// (postgresql://,
+// pgx://), mysql:// (mariadb://), sqlite:// (sqlite3://, file:), mongodb:// (mongodb+srv://).
+// Any other URL returns an ErrBadURL error, one sentence with the password masked.
+func DialectOf(raw string) (Dialect, error) { return dialectOf("", raw) }
+
 // dialectOf tells the dialect from database.type, else from the URL's scheme.
 func dialectOf(typ, raw string) (Dialect, error) {
 	switch strings.ToLower(typ) {

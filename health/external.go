@@ -17,13 +17,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/shoal-sh/shoal/database"
 )
 
 // externalCheck returns the check for an external_service URL, chosen by its scheme.
 func externalCheck(raw string) (Func, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("parsing url %s: %w", redactDSN(raw), errors.Unwrap(err))
+		return nil, fmt.Errorf("parsing url %s: %w", database.Redact(raw), errors.Unwrap(err))
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "redis", "rediss":
@@ -71,7 +73,7 @@ var httpClient = &http.Client{
 func httpCheck(raw string) (Func, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%q is not an http:// or https:// URL", redactDSN(raw))
+		return nil, fmt.Errorf("%q is not an http:// or https:// URL", database.Redact(raw))
 	}
 	shown := u.Redacted()
 	return func(ctx context.Context) error {

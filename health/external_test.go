@@ -294,16 +294,16 @@ func TestNew_BadChecks(t *testing.T) {
 	t.Parallel()
 	_, err := New([]config.Check{
 		{Name: "a", Type: config.CheckExternalService, URL: "ftp://host/"},
-		{Name: "b", Type: config.CheckDatabase, URL: "sqlite:///tmp/app.db"},
+		{Name: "b", Type: config.CheckDatabase, URL: "redis://h/0"},
 		{Name: "c", Type: config.CheckDatabase},
 		{Name: "d", Type: config.CheckDatabase, URL: "mongodb://h/db"},
 		{Name: "a", Type: config.CheckTCP, URL: "127.0.0.1:1"},
 	})
 	for _, want := range []string{
 		`health.checks[0] (a): no external_service check speaks "ftp://"`,
-		`health.checks[1] (b): no sqlite driver is linked into this program (looked for sqlite, sqlite3); add import _ "modernc.org/sqlite"`,
+		`health.checks[1] (b): database redis://h/0 has the unknown scheme "redis"`,
 		`health.checks[2] (c): no database to check`,
-		`health.checks[3] (d): MongoDB is not a database/sql database`,
+		`health.checks[3] (d): a MongoDB is checked through its client`,
 		`health.checks[4] (a): another check has the same name`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -9,10 +9,10 @@
 //
 // Check types, by `type`:
 //
-//   - database: a ping through database/sql, given a DSN (the check's url, defaulting to
-//     database.url) or a *sql.DB passed with [WithDB]. The driver for the DSN's scheme must be
-//     linked into the program, e.g. `import _ "github.com/jackc/pgx/v5/stdlib"` for postgres://
-//     (driver names tried: pgx, postgres; mysql; sqlite, sqlite3).
+//   - database: a query (SELECT 1) within the check's timeout through package database, on a
+//     one-connection pool opened from the check's url, defaulting to database.url
+//     (postgres://, mysql://, sqlite://); or a ping of the pool passed with [WithDB] — the
+//     service's *database.DB, a *sql.DB, or a MongoDB client of database/mongo.
 //   - external_service: by URL scheme — redis:// and rediss:// send PING (after AUTH when the
 //     URL has credentials) and expect PONG; tcp:// dials; nats:// and tls:// connect and flush;
 //     amqp:// and amqps:// open a connection; http:// and https:// GET and expect 2xx.

@@ -125,11 +125,11 @@ func (r *Registry) build(cc config.Check, o *options) (Func, io.Closer, error) {
 		if dsn == "" {
 			return nil, nil, errors.New("no database to check: set its url or database.url, or pass the service's *sql.DB with health.WithDB")
 		}
-		db, err := openDB(dsn, cc.Interval.D())
+		dc, err := newDatabaseCheck(dsn, cc.Interval.D(), cc.Timeout.D())
 		if err != nil {
 			return nil, nil, err
 		}
-		return pingDB(db), db, nil
+		return dc.run, dc, nil
 	case config.CheckExternalService:
 		if cc.URL == "" {
 			return nil, nil, errors.New("an external_service check needs a url")
