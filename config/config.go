@@ -593,6 +593,9 @@ type Database struct {
 	// ReplicaCheckInterval is how often each replica's health and lag are checked; a failed
 	// replica is tried again at the next check. Defaults to 1s.
 	ReplicaCheckInterval Duration `yaml:"replica_check_interval" json:"replica_check_interval"`
+	// Migrations is the directory of the service's goose SQL migrations, for shoal db migrate;
+	// relative to this file. Defaults to "migrations".
+	Migrations string `yaml:"migrations" json:"migrations"`
 	// ReadYourWrites is how long, after a write, reads of the same session (an HTTP request
 	// through database.Middleware, or a context from database.NewSession) go to the primary;
 	// 0 turns it off. Defaults to 3s.

@@ -198,6 +198,7 @@ func (d *Database) setDefaults() {
 	d.ReplicaMaxLag = Duration(time.Second)
 	d.ReplicaCheckInterval = Duration(time.Second)
 	d.ReadYourWrites = Duration(3 * time.Second)
+	d.Migrations = "migrations"
 }
 
 func (m *Messaging) setDefaults() {
