@@ -112,7 +112,7 @@ autoscaled, or the same service generated for Kubernetes.`,
 	root.SetErr(a.stderr)
 	root.SetIn(a.stdin)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
-	root.AddCommand(a.validateCommand(), a.configCommand(), a.initCommand(), a.proxyCommand(), a.upCommand(), a.scalingCommand(), a.generateCommand(), a.versionCommand(), a.messagingCommand(), a.autoscaleCommand())
+	root.AddCommand(a.validateCommand(), a.configCommand(), a.initCommand(), a.proxyCommand(), a.upCommand(), a.scalingCommand(), a.generateCommand(), a.versionCommand(), a.messagingCommand(), a.autoscaleCommand(), a.dbCommand())
 	return root
 }
 

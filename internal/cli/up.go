@@ -144,7 +144,7 @@ func (a *app) up(ctx context.Context, c *config.Config, debug, quiet bool) error
 	fl, err := fleet.New(c, fleet.Options{
 		Command: command.Args, Dir: command.Dir, StateDir: stateDir, Proxy: p, Instances: set,
 		Logger: log, Output: out.writer(), History: history, Checks: checks, ProxyURL: "http://" + ln.Addr().String(),
-		Autoscale: c.Observability.AutoScaling.Enabled, Env: natsEnv,
+		Autoscale: c.Observability.AutoScaling.Enabled, Env: append(natsEnv, a.embeddedDatabase(c)...),
 	})
 	if err != nil {
 		ln.Close()
