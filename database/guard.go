@@ -15,7 +15,15 @@ import (
 // its Done channel also closes after acquire_timeout; from then on it is the caller's context
 // unchanged. The timer and the watch on the parent exist only while waiting, so nothing stays
 // registered with a long-lived parent context once the connection is acquired, and no
-// wrapper around rows or statements is needed to release anything.
+// wrapper around rows or statements is needed to release anything. pgxpool's acquires get the
+// same guard through its acquire tracer.
+//
+// Arming costs a timer, which was most of the guard's cost per call, so it is armed lazily:
+// both pools check the context once without blocking (the first Done) and call Done again only
+// to wait (database/sql's connection request, puddle's semaphore). The first Done is answered
+// with the caller's channel, the second arms the timer. Were a pool to wait on the channel of
+// its first Done, the wait would be bounded by the caller's context alone, as without the
+// guard; the pool-limit tests of databasetest would show it.
 //
 // The driver connections are wrapped (guardConn) only to say "acquired"; every call is passed
 // through, and optional interfaces the driver lacks answer as database/sql's defaults would.
@@ -30,9 +38,11 @@ type guardKey struct{}
 
 type guardCtx struct {
 	context.Context // the caller's
-	p               *sqlPool
+	timeout         time.Duration
+	metrics         *poolMetrics
 	start           time.Time
 	state           atomic.Int32
+	doneCalls       atomic.Int32
 
 	mu       sync.Mutex
 	waitDone chan struct{} // made by the first Done while waiting
@@ -46,8 +56,12 @@ func (p *sqlPool) guard(ctx context.Context) (context.Context, *guardCtx) {
 	if p.acquireTimeout <= 0 {
 		return ctx, nil
 	}
-	g := &guardCtx{Context: ctx, p: p, start: time.Now()}
+	g := newGuard(ctx, p.acquireTimeout, p.metrics)
 	return g, g
+}
+
+func newGuard(ctx context.Context, timeout time.Duration, m *poolMetrics) *guardCtx {
+	return &guardCtx{Context: ctx, timeout: timeout, metrics: m, start: time.Now()}
 }
 
 func (g *guardCtx) Value(key any) any {
@@ -60,6 +74,9 @@ func (g *guardCtx) Value(key any) any {
 func (g *guardCtx) Done() <-chan struct{} {
 	if g.state.Load() == guardAcquired {
 		return g.Context.Done()
+	}
+	if g.doneCalls.Add(1) == 1 {
+		return g.Context.Done() // the pool's non-blocking check before it looks for a connection
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -75,7 +92,7 @@ func (g *guardCtx) Done() <-chan struct{} {
 	}
 	if g.waitDone == nil {
 		g.waitDone = make(chan struct{})
-		left := g.p.acquireTimeout - time.Since(g.start)
+		left := g.timeout - time.Since(g.start)
 		g.timer = time.AfterFunc(max(left, 0), g.expire)
 		if g.Context.Done() != nil {
 			g.stop = context.AfterFunc(g.Context, g.parentDone)
@@ -112,7 +129,7 @@ func (g *guardCtx) expire() {
 		if g.stop != nil {
 			g.stop()
 		}
-		g.p.metrics.acquireTimeouts.Add(1)
+		g.metrics.acquireTimeouts.Add(1)
 	}
 }
 
@@ -136,7 +153,7 @@ func (g *guardCtx) acquired() {
 	}
 	g.disarm()
 	g.mu.Unlock()
-	g.p.metrics.observeAcquire(time.Since(g.start))
+	g.metrics.observeAcquire(time.Since(g.start))
 }
 
 // done ends the guard after the call returned, whatever happened.

@@ -147,3 +147,18 @@ func TestOpen_SQLiteRelative(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A file that is not a SQLite database, or one in a directory that cannot be created, fails
+// Open with one sentence naming it and the fix.
+func TestOpen_SQLiteBadFile(t *testing.T) {
+	t.Parallel()
+	path := t.TempDir() + "/notes.db"
+	if err := os.WriteFile(path, []byte("these are not the pages of a SQLite database, though long enough to look like a header"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := database.Open(context.Background(), databasetest.Config("sqlite://"+path))
+	if err == nil || !strings.Contains(err.Error(), "not a SQLite database") || !strings.Contains(err.Error(), path) ||
+		!strings.Contains(err.Error(), "point database.url at a SQLite file") {
+		t.Fatalf("Open of a text file: %v", err)
+	}
+}

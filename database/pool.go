@@ -219,42 +219,30 @@ type pgxTracer struct {
 	timeout time.Duration
 }
 
-type pgxAcquireKey struct{}
-
-type pgxAcquire struct {
-	start  time.Time
-	parent context.Context
-	cancel context.CancelFunc
-}
-
 func (t *pgxTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
 	return ctx
 }
 
 func (t *pgxTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
+// TraceAcquireStart returns the context pgxpool waits with: guarded by acquire_timeout.
 func (t *pgxTracer) TraceAcquireStart(ctx context.Context, _ *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
-	a := &pgxAcquire{start: time.Now(), parent: ctx}
-	if t.timeout > 0 {
-		ctx, a.cancel = context.WithTimeout(ctx, t.timeout)
+	if t.timeout <= 0 {
+		return ctx
 	}
-	return context.WithValue(ctx, pgxAcquireKey{}, a)
+	return newGuard(ctx, t.timeout, t.m)
 }
 
 func (t *pgxTracer) TraceAcquireEnd(ctx context.Context, _ *pgxpool.Pool, data pgxpool.TraceAcquireEndData) {
-	a, ok := ctx.Value(pgxAcquireKey{}).(*pgxAcquire)
+	g, ok := ctx.(*guardCtx)
 	if !ok {
 		return
 	}
-	if a.cancel != nil {
-		a.cancel()
+	if data.Err == nil {
+		g.acquired()
+		return
 	}
-	switch {
-	case data.Err == nil:
-		t.m.observeAcquire(time.Since(a.start))
-	case errors.Is(data.Err, context.DeadlineExceeded) && a.parent.Err() == nil:
-		t.m.acquireTimeouts.Add(1)
-	}
+	g.done()
 }
 
 // connectError turns an error of the first contact with a database into one sentence naming

@@ -30,6 +30,7 @@ func Run(t *testing.T, newURL func(t testing.TB) string) {
 	t.Run("TxRetryOnConflict", func(t *testing.T) { testConflict(t, newURL) })
 	t.Run("ContextCancelMidQuery", func(t *testing.T) { testCancel(t, newURL) })
 	t.Run("PoolLimits", func(t *testing.T) { testPoolLimits(t, newURL) })
+	t.Run("PoolExhaustion", func(t *testing.T) { testPoolExhaustion(t, newURL) })
 	t.Run("Migrations", func(t *testing.T) { testMigrations(t, newURL) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, newURL) })
 }
@@ -540,6 +541,108 @@ func testPoolLimits(t *testing.T, newURL func(testing.TB) string) {
 	}
 	if st := db.Stats().Pools[0]; st.Open > cfg.MaxConnections {
 		t.Errorf("pool opened %d connections, max %d", st.Open, cfg.MaxConnections)
+	}
+}
+
+// testPoolExhaustion holds every connection and sends three times as many callers as the pool
+// has, through each of DB's methods at once: every one waits, then fails with a PoolTimeoutError
+// naming the pool; none hangs, and the pool works again once the connections come back.
+func testPoolExhaustion(t *testing.T, newURL func(testing.TB) string) {
+	cfg := Config(newURL(t))
+	cfg.MaxConnections = 2
+	cfg.AcquireTimeout = config.Duration(250 * time.Millisecond)
+	db := Open(t, cfg)
+	ctx := ctxT(t)
+	mustExec(t, db, "CREATE TABLE x (k INT)")
+
+	// Hold the writer's connections and, on SQLite, those of the read pool beside it.
+	var held []*sql.Conn
+	hold := func(pool *sql.DB, n int) {
+		for range n {
+			c, err := pool.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c)
+		}
+	}
+	if db.Dialect() == database.SQLite {
+		hold(db.SQL(), 1)
+		hold(db.ReadSQL(), cfg.MaxConnections)
+	} else {
+		hold(db.SQL(), cfg.MaxConnections)
+	}
+
+	calls := map[string]func() error{
+		"ExecContext": func() error { _, err := db.ExecContext(ctx, "INSERT INTO x (k) VALUES ($1)", 1); return err },
+		"QueryContext": func() error {
+			rows, err := db.QueryContext(ctx, "SELECT k FROM x WHERE k > $1", 0)
+			if err == nil {
+				rows.Close()
+			}
+			return err
+		},
+		"QueryRowContext": func() error { var n int; return db.QueryRowContext(ctx, "SELECT COUNT(*) FROM x").Scan(&n) },
+		"WithTx":          func() error { return db.WithTx(ctx, nil, func(*sql.Tx) error { return nil }) },
+		"WithTx read-only": func() error {
+			return db.WithTx(ctx, &sql.TxOptions{ReadOnly: true}, func(*sql.Tx) error { return nil })
+		},
+	}
+	callers := 3 * cfg.MaxConnections
+	type result struct {
+		call string
+		err  error
+	}
+	results := make(chan result, callers*len(calls))
+	var wg sync.WaitGroup
+	for name, call := range calls {
+		for range callers {
+			wg.Go(func() { results <- result{name, call()} })
+		}
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("callers of an exhausted pool with acquire_timeout %s still waiting after 30s", cfg.AcquireTimeout)
+	}
+	close(results)
+	n := 0
+	for r := range results {
+		n++
+		var pe *database.PoolTimeoutError
+		if !errors.As(r.err, &pe) || !errors.Is(r.err, database.ErrPoolExhausted) {
+			t.Errorf("%s on an exhausted pool: %v, want a PoolTimeoutError", r.call, r.err)
+			continue
+		}
+		msg := r.err.Error()
+		if !strings.Contains(msg, db.Name()) || !strings.Contains(msg, pe.Pool+" pool") ||
+			!strings.Contains(msg, "max_connections") || !strings.Contains(msg, "acquire_timeout") {
+			t.Errorf("%s: the error does not name the database, the pool and the fix: %s", r.call, msg)
+		}
+	}
+	if n != callers*len(calls) {
+		t.Errorf("%d results of %d callers", n, callers*len(calls))
+	}
+	var timeouts uint64
+	for _, p := range db.Stats().Pools {
+		timeouts += p.AcquireTimeouts
+		if p.Open > p.Max {
+			t.Errorf("pool %s opened %d connections, max %d", p.Pool, p.Open, p.Max)
+		}
+	}
+	if timeouts != uint64(n) {
+		t.Errorf("acquire timeouts counted: %d, want %d", timeouts, n)
+	}
+
+	for _, c := range held {
+		c.Close()
+	}
+	for name, call := range calls {
+		if err := call(); err != nil {
+			t.Errorf("%s after the connections came back: %v", name, err)
+		}
 	}
 }
 

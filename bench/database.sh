@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# bench/database.sh — package database against the raw pools it is made of, on this machine's
+# PostgreSQL (127.0.0.1:5432, database test; each run works in a schema of its own).
+#
+# The same loops (SELECT $1::int, INSERT of one row, a transaction of one INSERT), 8 callers on
+# pools of 8, through:
+#   shoal           DB.QueryRowContext / DB.ExecContext / DB.WithTx  (database/sql over pgx, guarded)
+#   database_sql    a raw sql.Open("pgx", …) pool
+#   shoal_pgx       DB.Pool() / DB.WithPgxTx                          (pgxpool with shoal's tracer)
+#   pgxpool         a raw *pgxpool.Pool
+# and reads with one read replica (the same server, so the routing is what is measured):
+#   shoal           DB.QueryRowContext with read_replicas: round robin over checked replicas
+#                   within replica_max_lag, read-your-writes session consulted
+#   dbresolver      gorm dbresolver's static split on database/sql: SELECT to a random replica
+# ROUNDS (5) rounds run every benchmark once each (BENCHTIME, 2s), interleaved, so a neighbour's
+# burst on a shared machine hits all of them alike; the median of the rounds is reported. It
+# ends with one line per ratio (throughput of shoal's path over its anchor; ≥ 0.95 is the target):
+#   ratio shoal/database_sql select = 0.97
+#
+#   bash bench/database.sh
+#   ROUNDS=9 BENCHTIME=3s bash bench/database.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-5}
+BENCHTIME=${BENCHTIME:-2s}
+case "${1:-}" in -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; "") ;; *) echo "database.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;; esac
+
+out=$(mktemp)
+trap 'rm -f "$out" "$out.bin"' EXIT
+go test -c -o "$out.bin" ./database >/dev/null
+for r in $(seq 1 "$ROUNDS"); do
+	echo "round $r/$ROUNDS ($(cut -d' ' -f1-3 /proc/loadavg) load)" >&2
+	SHOAL_TEST_SERVICES=required "$out.bin" -test.run '^$' -test.bench '^Benchmark(Postgres|ReplicaRead)$' -test.benchtime "$BENCHTIME" -test.benchmem 2>/dev/null |
+		grep -E '^Benchmark(Postgres|ReplicaRead)/' | sed -E 's/^Benchmark[A-Za-z]+\///' >>"$out"
+done
+
+# name → median ns/op
+declare -A NS
+while read -r name; do
+	NS[$name]=$(grep "^$name-" "$out" | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+done < <(sed 's/-[0-9]* .*//' "$out" | sort -u)
+
+echo
+echo "| loop | shoal (database/sql path) | raw database/sql | shoal pgx path | raw pgxpool |"
+echo "|---|---:|---:|---:|---:|"
+for loop in select insert tx; do
+	row="| $loop"
+	for impl in shoal database_sql shoal_pgx pgxpool; do
+		ns=${NS[$loop/$impl]:-}
+		if [ -z "$ns" ]; then row="$row | -"; else row="$row | $(awk -v n="$ns" 'BEGIN {printf "%.0f/s (%.1f µs)", 1e9/n, n/1000}')"; fi
+	done
+	echo "$row |"
+done
+ns=${NS[replica/shoal]:-}; anchor=${NS[replica/dbresolver]:-}
+echo
+echo "| reads with a replica | shoal (checked, lag-bounded, read-your-writes) | dbresolver-style static split |"
+echo "|---|---:|---:|"
+fmt() { if [ -z "$1" ]; then echo -; else awk -v n="$1" 'BEGIN {printf "%.0f/s (%.1f µs)", 1e9/n, n/1000}'; fi; }
+echo "| SELECT \$1::int | $(fmt "$ns") | $(fmt "$anchor") |"
+echo
+echo "median of $ROUNDS rounds of $BENCHTIME each, 8 callers, pools of 8; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); PostgreSQL $(psql -XAtc 'SHOW server_version' -h 127.0.0.1 -U postgres test 2>/dev/null || echo '?')"
+echo
+for loop in select insert tx; do
+	for pair in shoal/database_sql shoal_pgx/pgxpool shoal/pgxpool; do
+		ours=${NS[$loop/${pair%/*}]:-}
+		anchor=${NS[$loop/${pair#*/}]:-}
+		if [ -n "$ours" ] && [ -n "$anchor" ]; then
+			echo "ratio $pair $loop = $(awk -v a="$anchor" -v o="$ours" 'BEGIN {printf "%.2f", a/o}')"
+		fi
+	done
+done
+if [ -n "$ns" ] && [ -n "$anchor" ]; then
+	echo "ratio shoal/dbresolver replica_select = $(awk -v a="$anchor" -v o="$ns" 'BEGIN {printf "%.2f", a/o}')"
+fi
