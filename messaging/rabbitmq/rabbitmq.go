@@ -7,8 +7,11 @@
 // pattern's binding key; a subscription without a group has an exclusive, auto-deleted,
 // server-named queue of its own. Patterns become binding keys token by token, "*" staying
 // "*" and ">" becoming "*.#", so that it needs at least one token as ">" does. Every dead
-// letter is also kept in the durable queue "<exchange>.dlq" (bound "#.dlq"), so none is lost
-// when nothing subscribes to it.
+// letter is also kept in the durable queue "<exchange>.dlq", so none is lost when nothing
+// subscribes to it: a dead letter carries the extra routing key "shoal:dead-letters" in its
+// CC header (RabbitMQ's sender-selected distribution), the key that queue is bound with. A
+// binding "#.dlq" would do the same, but a binding starting with "#" makes the exchange match
+// every message against it, which halved the broker's publish throughput here.
 //
 // Publishing uses publisher confirms on a pool of channels, messages persistent; Publish
 // returns once the broker has confirmed each message. Consuming uses manual acks and
@@ -101,6 +104,11 @@ const (
 	headerKey   = "Shoal-Key"
 	headerTime  = "Shoal-Time"
 	headerDelay = "x-shoal-delay"
+	// headerCC is RabbitMQ's sender-selected distribution header: more routing keys.
+	headerCC = "CC"
+	// deadLetterKey routes dead letters to the queue <exchange>.dlq as well; ":" keeps it
+	// apart from every topic, which cannot hold one.
+	deadLetterKey = "shoal:dead-letters"
 )
 
 // Driver is the RabbitMQ messaging.Driver.
@@ -185,8 +193,12 @@ func (d *Driver) declare(conn *amqp.Connection) error {
 	if _, err := ch.QueueDeclare(ex+".dlq", true, false, false, false, nil); err != nil {
 		return fmt.Errorf("rabbitmq: declaring the queue %s.dlq: %w", ex, err)
 	}
-	if err := ch.QueueBind(ex+".dlq", "#."+messaging.DeadLetterSuffix, ex, false, nil); err != nil {
+	if err := ch.QueueBind(ex+".dlq", deadLetterKey, ex, false, nil); err != nil {
 		return fmt.Errorf("rabbitmq: binding the queue %s.dlq: %w", ex, err)
+	}
+	// Earlier versions bound it "#.dlq"; with both, a dead letter would be kept twice.
+	if err := ch.QueueUnbind(ex+".dlq", "#."+messaging.DeadLetterSuffix, ex, nil); err != nil {
+		return fmt.Errorf("rabbitmq: removing the old binding #.dlq of the queue %s.dlq: %w", ex, err)
 	}
 	return nil
 }
@@ -348,6 +360,9 @@ func (d *Driver) publishing(m *messaging.Message) amqp.Publishing {
 		h[headerKey] = m.Key
 	}
 	h[headerTime] = m.Time.UnixNano()
+	if messaging.IsDeadLetterTopic(m.Topic) {
+		h[headerCC] = []any{deadLetterKey}
+	}
 	return amqp.Publishing{Headers: h, DeliveryMode: amqp.Persistent, MessageId: m.ID, Timestamp: m.Time, Body: m.Payload}
 }
 
@@ -619,7 +634,7 @@ func (c *consumer) delivery(ch *amqp.Channel, dv amqp.Delivery) messaging.Delive
 			if ns, ok := v.(int64); ok {
 				m.Time = time.Unix(0, ns)
 			}
-		case k == headerDelay || k == "x-death" || strings.HasPrefix(k, "x-first-death-") || strings.HasPrefix(k, "x-last-death-"):
+		case k == headerDelay || k == headerCC || k == "x-death" || strings.HasPrefix(k, "x-first-death-") || strings.HasPrefix(k, "x-last-death-"):
 		default:
 			if s, ok := v.(string); ok {
 				m.Headers[k] = s

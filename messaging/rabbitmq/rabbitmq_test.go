@@ -381,3 +381,85 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestDeadLetters_KeptInTheQueue: a dead letter is kept, once, in <exchange>.dlq although
+// nothing subscribes to it, also on an exchange an earlier version bound "#.dlq"; a
+// subscription to its topic gets it without the CC header that routed it there.
+func TestDeadLetters_KeptInTheQueue(t *testing.T) {
+	url := brokerURL(t)
+	ex := "dl" + suffix()
+	defer cleanup(t, url, ex)
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The topology of an earlier version: the queue bound "#.dlq".
+	if err := ch.ExchangeDeclare(ex, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(ex+".dlq", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(ex+".dlq", "#.dlq", ex, false, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := messagingtest.Options()
+	opts.Retry.MaxAttempts = 1
+	b, err := rabbitmq.Open(context.Background(), rabbitmq.Options{URL: url, Exchange: ex}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	dead := make(chan *messaging.Message, 1)
+	if _, err := b.Subscribe(ctx, "orders.*.dlq", func(_ context.Context, m *messaging.Message) error {
+		dead <- m
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Subscribe(ctx, "orders.created", func(context.Context, *messaging.Message) error {
+		return fmt.Errorf("no stock")
+	}, messaging.Group("billing")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, "orders.created", &messaging.Message{ID: "o-1", Payload: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-dead:
+		if m.Topic != "orders.created.dlq" || m.Headers[messaging.HeaderDeadLetterReason] == "" {
+			t.Fatalf("the subscription to orders.*.dlq got topic %q, headers %v; want orders.created.dlq with the reason", m.Topic, m.Headers)
+		}
+		if _, ok := m.Headers["CC"]; ok {
+			t.Errorf("the dead letter's headers show the routing header CC: %v", m.Headers)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no dead letter reached the subscription to orders.*.dlq in 20s")
+	}
+	// The publish of the dead letter was confirmed before the subscription got it, so the
+	// queue holds it already, and a second copy would be there too.
+	var kept []amqp.Delivery
+	for {
+		d, ok, err := ch.Get(ex+".dlq", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		kept = append(kept, d)
+	}
+	if len(kept) != 1 || kept[0].RoutingKey != "orders.created.dlq" || kept[0].MessageId == "" {
+		for _, d := range kept {
+			t.Logf("kept: routing key %q, id %q, headers %v", d.RoutingKey, d.MessageId, d.Headers)
+		}
+		t.Fatalf("%s.dlq holds %d messages; want the one dead letter of orders.created", ex, len(kept))
+	}
+}
