@@ -57,7 +57,7 @@ func TestValidate(t *testing.T) {
 	})
 	t.Run("bad flag exits 2", func(t *testing.T) {
 		code, _, errs := run(t, nil, "validate", "--bogus")
-		if code != ExitInvalid || !strings.Contains(errs, "unknown flag: --bogus") || strings.Contains(errs, "goroutine") {
+		if code != ExitInvalid || !strings.Contains(errs, "unknown flag --bogus") || strings.Contains(errs, "goroutine") {
 			t.Fatalf("code %d err %q", code, errs)
 		}
 	})

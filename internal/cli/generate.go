@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,54 +12,98 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
 
 	"github.com/shoal-sh/shoal/deploy"
 )
 
+// objectTargets are the targets whose files are Kubernetes objects, which -o prints to
+// stdout as one stream (yaml) or one List (json), for `shoal generate kubernetes | kubectl
+// apply -f -`. The others are files of their own formats (a chart, compose, nginx.conf …).
+var objectTargets = []string{deploy.Kubernetes, deploy.KEDA, deploy.Istio}
+
+// Output formats of `shoal generate -o`.
+var generateFormats = []string{"yaml", "json"}
+
 // generateCommand is `shoal generate TARGET`.
 func (a *app) generateCommand() *cobra.Command {
 	var f configFlags
-	var outDir, image, prometheus string
+	var format, outDir, image, prometheus string
 	var force bool
 	targets := strings.Join(deploy.Targets, "|")
 	cmd := &cobra.Command{
-		Use:   "generate " + targets + "|all [-f FILE] [--env NAME] [-o DIR] [--image IMAGE]",
+		Use:   "generate " + targets + "|all [-f FILE] [--env NAME] [-o yaml|json | --dir DIR] [--image IMAGE]",
 		Short: "Generate Kubernetes, Helm, KEDA, Istio, docker-compose, nginx, Grafana and alerting files from the configuration",
 		Long: `Generate what runs the service elsewhere, from the same configuration, for the environment
 selected with --env (or SHOAL_ENV):
 
-  kubernetes  Deployment, Service, HorizontalPodAutoscaler, PodDisruptionBudget, ServiceMonitor
-              (when scaling metrics are on) and, for kubernetes discovery, a ServiceAccount
-              allowed to read EndpointSlices
-  helm        a chart whose default values render the kubernetes objects
-  keda        a ScaledObject: CPU and memory targets plus Prometheus triggers for the
-              auto_scaling rules an HPA cannot express (use it instead of the HPA)
+  kubernetes  Deployment, Service, one autoscaler (an HPA, or a KEDA ScaledObject when the
+              auto_scaling rules need one; deploy.autoscaler decides), PodDisruptionBudget,
+              ServiceMonitor (when scaling metrics are on) and, for kubernetes discovery, a
+              ServiceAccount allowed to read EndpointSlices
+  helm        a chart (helm create's conventions) whose default values render those objects
+  keda        the KEDA ScaledObject alone: CPU and memory targets plus Prometheus triggers for
+              the auto_scaling rules an HPA cannot express
   istio       VirtualService (retries, timeout, canary weights) and DestinationRule
               (load balancing, outlier detection, subsets)
   compose     docker-compose.yml and nginx.conf: the development stack
   nginx       nginx.conf in front of the instances
   grafana     a Grafana dashboard of the service's scaling metrics
   alerts      Prometheus alerting rules from the configuration's thresholds
-  all         every target, each in DIR/<target>
+  all         every target but keda (the kubernetes and helm targets hold the one
+              autoscaler), each in DIR/<target>
+
+Where the output goes, as kubectl does it:
+  -o yaml, -o json   print the objects of kubernetes, keda or istio to stdout, e.g.
+                     shoal generate kubernetes -o yaml | kubectl apply -f -
+  --dir DIR          write the files into DIR (default deploy/<target>, or deploy for all)
+  neither            files into deploy/<target> on a terminal; printed as yaml when stdout is
+                     a pipe (for kubernetes, keda and istio), so
+                     shoal generate kubernetes | kubectl apply -f -   works
 
 Secrets are never written: every ${VAR} of the configuration becomes a reference to the
 Secret (deploy.secret_name) or to the environment. What a target cannot express exactly is
-printed as a warning. Files are written into -o DIR (default deploy/<target>, or deploy for
-all); files from an earlier run that are no longer generated are removed, and a file shoal did
-not write is never overwritten unless --force.`,
+printed as a warning. When writing files, files from an earlier run that are no longer
+generated are removed, and a file shoal did not write is never overwritten unless --force.`,
 		Args: cobra.ArbitraryArgs,
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return append(slices.Clone(deploy.Targets), "all"), cobra.ShellCompDirectiveNoFileComp
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usagef("name one target: %s, or all", strings.Join(deploy.Targets, ", "))
 			}
 			which := []string{args[0]}
 			if args[0] == "all" {
-				which = deploy.Targets
+				which = slices.DeleteFunc(slices.Clone(deploy.Targets), func(t string) bool { return t == deploy.KEDA })
 			} else if !slices.Contains(deploy.Targets, args[0]) {
-				return usagef("%q is not a target; use one of %s, or all", args[0], strings.Join(deploy.Targets, ", "))
+				return usagef("%q is not a target%s; use one of %s, or all", args[0],
+					didYouMean(args[0], append(slices.Clone(deploy.Targets), "all")), strings.Join(deploy.Targets, ", "))
 			}
 			if strings.ContainsAny(image, " \t\n") {
 				return usagef("--image %q contains whitespace; pass an image reference such as ghcr.io/acme/api:1.4.2", image)
+			}
+			// -o is a format, as everywhere else; a directory there is what -o meant before
+			// --dir existed, and still works.
+			if format != "" && !slices.Contains(generateFormats, format) {
+				if outDir != "" {
+					return usagef("-o %q is not a format; use -o yaml or -o json, or --dir DIR alone to write files", format)
+				}
+				fmt.Fprintf(a.stderr, "shoal: -o now takes a format (yaml or json), as in kubectl; writing files into %s as -o DIR used to — say --dir %s from now on\n", format, format)
+				outDir, format = format, ""
+			}
+			if format != "" && outDir != "" {
+				return usagef("-o %s prints to stdout and --dir %s writes files; pass one of them", format, outDir)
+			}
+			toStdout := format != ""
+			if format == "" && outDir == "" && args[0] != "all" && slices.Contains(objectTargets, args[0]) && !isTerminal(a.stdout) {
+				toStdout, format = true, "yaml"
+			}
+			if toStdout && !slices.Contains(objectTargets, args[0]) {
+				return usagef("%s writes files, not objects to print; use --dir DIR (-o yaml|json prints the objects of %s)", args[0], strings.Join(objectTargets, ", "))
 			}
 			c, err := a.load(&f)
 			if err != nil {
@@ -88,6 +133,16 @@ not write is never overwritten unless --force.`,
 				}
 				batches = append(batches, batch{d, out})
 			}
+			if toStdout {
+				out := batches[0].out
+				for _, w := range out.Warnings {
+					fmt.Fprintf(a.stderr, "shoal: warning: %s\n", w)
+				}
+				for _, n := range out.Notes {
+					fmt.Fprintf(a.stderr, "shoal: %s: %s\n", out.Target, n)
+				}
+				return a.printObjects(out, format)
+			}
 			if !force {
 				for _, b := range batches {
 					for _, file := range b.out.Files {
@@ -108,6 +163,13 @@ not write is never overwritten unless --force.`,
 					return err
 				}
 			}
+			if args[0] == "all" {
+				// The kubernetes and helm targets hold the one autoscaler; a ScaledObject an
+				// earlier `generate all` wrote beside them would fight their HPA.
+				if err := a.removeGenerated(filepath.Join(dir, deploy.KEDA), deploy.KEDA); err != nil {
+					return err
+				}
+			}
 			for _, b := range batches {
 				for _, n := range b.out.Notes {
 					fmt.Fprintf(a.stdout, "%s: %s\n", b.out.Target, n)
@@ -117,11 +179,76 @@ not write is never overwritten unless --force.`,
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVarP(&outDir, "output", "o", "", "directory to write into (default: deploy/<target>, or deploy for all)")
+	cmd.Flags().StringVarP(&format, "output", "o", "", "print the objects to stdout as yaml or json (kubernetes, keda, istio)")
+	cmd.Flags().StringVar(&outDir, "dir", "", "directory to write the files into (default: deploy/<target>, or deploy for all)")
 	cmd.Flags().StringVar(&image, "image", "", "container image (default: deploy.image, else name:version)")
 	cmd.Flags().StringVar(&prometheus, "prometheus", "", "Prometheus server KEDA queries (default: deploy.prometheus, else "+deploy.DefaultPrometheus+")")
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite files that shoal did not write")
+	cmd.RegisterFlagCompletionFunc("output", fixedCompletion(generateFormats...))
+	cmd.RegisterFlagCompletionFunc("dir", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return nil, cobra.ShellCompDirectiveFilterDirs
+	})
 	return cmd
+}
+
+// printObjects writes a target's objects to stdout: yaml documents separated by ---, or json —
+// the object itself when there is one, else a v1 List, as kubectl prints them.
+func (a *app) printObjects(out *deploy.Output, format string) error {
+	if format == "yaml" {
+		for i, file := range out.Files {
+			if i > 0 {
+				fmt.Fprintln(a.stdout, "---")
+			}
+			if _, err := a.stdout.Write(file.Data); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var items []json.RawMessage
+	for _, file := range out.Files {
+		j, err := yaml.YAMLToJSON(file.Data)
+		if err != nil {
+			return fmt.Errorf("converting %s to JSON: %w", file.Path, err)
+		}
+		items = append(items, j)
+	}
+	var v any = struct {
+		APIVersion string            `json:"apiVersion"`
+		Kind       string            `json:"kind"`
+		Items      []json.RawMessage `json:"items"`
+	}{"v1", "List", items}
+	if len(items) == 1 {
+		v = items[0]
+	}
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// removeGenerated removes the files an earlier run wrote for target in dir.
+func (a *app) removeGenerated(dir, target string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil // nothing there
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if t, ok := deploy.GeneratedBy(data); ok && t == target {
+			if err := os.Remove(p); err != nil {
+				return fmt.Errorf("removing %s, which is no longer generated: %w", p, err)
+			}
+			fmt.Fprintf(a.stdout, "removed %s (all writes the one autoscaler with the kubernetes target)\n", p)
+		}
+	}
+	return nil
 }
 
 // overwritable reports whether the file at p may be written: it does not exist, or shoal
@@ -136,7 +263,7 @@ func overwritable(p string) (bool, error) {
 	}
 	defer fh.Close()
 	if fi, err := fh.Stat(); err == nil && fi.IsDir() {
-		return false, fmt.Errorf("%s is a directory; pick another -o", p)
+		return false, fmt.Errorf("%s is a directory; pick another --dir", p)
 	}
 	line, err := bufio.NewReader(fh).ReadString('\n')
 	if err != nil && line == "" {

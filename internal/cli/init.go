@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -49,12 +50,53 @@ func (a *app) initCommand() *cobra.Command {
 			if err := os.WriteFile(schema, config.Schema(), 0o644); err != nil {
 				return fmt.Errorf("cannot write %s: %w", schema, err)
 			}
-			fmt.Fprintf(a.stdout, "wrote %s for service %q (and %s for your editor)\nnext: edit app.command, then run `shoal validate -f %s`\n",
-				target, config.ServiceName(name), schema, target)
+			ignore, err := ignoreStateDir(dir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "wrote %s for service %q (and %s for your editor)\n", target, config.ServiceName(name), schema)
+			if ignore != "" {
+				fmt.Fprintf(a.stdout, "%s %s: .shoal/ holds the admin signing key, logs and builds, and stays out of git\n", ignore, filepath.Join(dir, ".gitignore"))
+			}
+			fmt.Fprintf(a.stdout, "next: check app.command (a Go package directory such as \".\" is built for you), then run `shoal validate -f %s` and `shoal up -f %s`\n",
+				target, target)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "service name (default: the directory's name)")
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing shoal.yml")
 	return cmd
+}
+
+// stateDirIgnore is the .gitignore line for shoal's state directory (admin.state_dir's default).
+const stateDirIgnore = ".shoal/"
+
+// ignoreStateDir makes dir/.gitignore ignore the state directory, which holds the admin
+// signing key: it creates the file, or adds the line to one that lacks it. It returns what it
+// did ("wrote", "added .shoal/ to"), or "" when the line was there already.
+func ignoreStateDir(dir string) (string, error) {
+	p := filepath.Join(dir, ".gitignore")
+	data, err := os.ReadFile(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.WriteFile(p, []byte("# shoal's state: the admin signing key, instance logs, builds, metrics\n"+stateDirIgnore+"\n"), 0o644); err != nil {
+			return "", fmt.Errorf("cannot write %s: %w", p, err)
+		}
+		return "wrote", nil
+	case err != nil:
+		return "", fmt.Errorf("cannot read %s: %w", p, err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		switch strings.TrimSpace(line) {
+		case ".shoal", ".shoal/", "/.shoal", "/.shoal/":
+			return "", nil
+		}
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		data = append(data, '\n')
+	}
+	if err := os.WriteFile(p, append(data, stateDirIgnore+"\n"...), 0o644); err != nil {
+		return "", fmt.Errorf("cannot write %s: %w", p, err)
+	}
+	return "added " + stateDirIgnore + " to", nil
 }

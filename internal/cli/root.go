@@ -55,7 +55,7 @@ func (a *app) run(ctx context.Context, args []string) (code int) {
 	}()
 	root := a.rootCommand()
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
 	}
@@ -68,9 +68,9 @@ func (a *app) run(ctx context.Context, args []string) (code int) {
 		n := len(cerr.Problems)
 		fmt.Fprintf(a.stderr, "shoal: the configuration is invalid (%d %s); fix the lines above\n", n, plural(n, "problem", "problems"))
 		return ExitInvalid
-	case errors.As(err, new(usageError)), isCobraUsage(err):
+	case errors.As(err, new(usageError)), errors.As(err, new(usageAt)), isCobraUsage(err):
 		fmt.Fprintf(a.stderr, "shoal: %s\n", err)
-		fmt.Fprintln(a.stderr, "Run 'shoal --help' for usage.")
+		fmt.Fprintln(a.stderr, helpHint(err, cmd))
 		return ExitInvalid
 	default:
 		fmt.Fprintf(a.stderr, "shoal: %s\n", err)
@@ -111,8 +111,9 @@ autoscaled, or the same service generated for Kubernetes.`,
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	root.SetIn(a.stdin)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
-	root.AddCommand(a.validateCommand(), a.configCommand(), a.initCommand(), a.proxyCommand(), a.upCommand(), a.scalingCommand(), a.generateCommand(), a.versionCommand(), a.messagingCommand(), a.autoscaleCommand(), a.dbCommand())
+	root.SetFlagErrorFunc(flagError)
+	root.AddCommand(a.validateCommand(), a.configCommand(), a.initCommand(), a.proxyCommand(), a.upCommand(), a.scalingCommand(), a.generateCommand(), a.versionCommand(), a.autoscaleCommand(), a.messagingCommand(), a.dbCommand())
+	a.commandLineHabits(root)
 	return root
 }
 

@@ -11,11 +11,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/shoal-sh/shoal/admin"
 	"github.com/shoal-sh/shoal/config"
@@ -43,18 +45,19 @@ func (a *app) scalingCommand() *cobra.Command {
 		Long: `Operate a fleet run by ` + "`shoal up`" + ` through its admin API: status, scale-up, scale-down,
 restart, health-check, metrics and test-lb, plus generate-token to create the bearer token they need.
 
-The admin API is --admin URL, else the admin.listen of the configuration (-f, or shoal.yml in the
-current directory), else ` + defaultAdminURL + `. The token is --token, else $SHOAL_TOKEN; prefer
-the variable, since other users of the machine can see command lines.`,
+The admin API is --admin URL, else $SHOAL_ADMIN, else the admin.listen of the configuration (-f,
+or shoal.yml in the current directory), else ` + defaultAdminURL + `. The token is --token, else
+$SHOAL_TOKEN; prefer the variable, since other users of the machine can see command lines.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVarP(&f.file, "file", "f", "", "configuration file (default: shoal.yml, then rustform.yml, in the current directory)")
 	pf.StringVar(&f.env, "env", "", "environment overlay to apply (default: $SHOAL_ENV)")
-	pf.StringVar(&f.admin, "admin", "", "admin API URL (default: admin.listen of the configuration, else "+defaultAdminURL+")")
+	pf.StringVar(&f.admin, "admin", "", "admin API URL (default: $SHOAL_ADMIN, else admin.listen of the configuration, else "+defaultAdminURL+")")
 	pf.StringVar(&f.token, "token", "", "admin bearer token (default: $SHOAL_TOKEN)")
-	pf.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
+	pf.StringVarP(&f.output, "output", "o", "table", "output format: table, json or yaml")
+	cmd.RegisterFlagCompletionFunc("output", fixedCompletion("table", "json", "yaml"))
 	cmd.AddCommand(a.scalingStatusCommand(&f), a.scalingScaleCommand(&f, admin.DirectionUp),
 		a.scalingScaleCommand(&f, admin.DirectionDown), a.scalingRestartCommand(&f), a.scalingHealthCheckCommand(&f),
 		a.scalingMetricsCommand(&f), a.scalingTestLBCommand(&f), a.scalingTokenCommand(&f),
@@ -62,15 +65,16 @@ the variable, since other users of the machine can see command lines.`,
 	return cmd
 }
 
-// json reports whether -o asks for JSON; it refuses formats it does not know.
+// json reports whether -o asks for data for programs (json or yaml) rather than a table; it
+// refuses formats it does not know.
 func (f *scalingFlags) json() (bool, error) {
 	switch f.output {
 	case "table", "":
 		return false, nil
-	case "json":
+	case "json", "yaml":
 		return true, nil
 	default:
-		return false, usagef("-o %q is not a format; use -o table or -o json", f.output)
+		return false, usagef("-o %q is not a format; use -o table, -o json or -o yaml", f.output)
 	}
 }
 
@@ -99,6 +103,9 @@ func (a *app) adminURL(f *scalingFlags) (string, error) {
 	if f.admin != "" {
 		return f.admin, nil
 	}
+	if v, _ := a.getenv("SHOAL_ADMIN"); strings.TrimSpace(v) != "" {
+		return strings.TrimSpace(v), nil
+	}
 	c, err := a.optionalConfig(f)
 	if err != nil || c == nil {
 		return defaultAdminURL, err
@@ -116,7 +123,9 @@ func dialURL(listen string) (string, error) {
 	case "", "0.0.0.0":
 		host = "127.0.0.1"
 	case "::":
-		host = "::1"
+		// Go listens on both families for "::" and for an empty host; 127.0.0.1 reaches
+		// both, and reads better in a URL than [::1].
+		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port), nil
 }
@@ -167,6 +176,52 @@ func (a *app) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
+// print writes v as -o asks: YAML for -o yaml, else JSON.
+func (a *app) print(f *scalingFlags, v any) error {
+	if f.output != "yaml" {
+		return a.printJSON(v)
+	}
+	b, err := toYAML(v)
+	if err != nil {
+		return err
+	}
+	_, err = a.stdout.Write(b)
+	return err
+}
+
+// toYAML renders v as YAML with its JSON field names, in the order of the JSON (the struct's
+// order, so id comes first in an instance, not alphabetically as a map would put it).
+func toYAML(v any) ([]byte, error) {
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(j, &doc); err != nil {
+		return nil, fmt.Errorf("converting JSON to YAML: %w", err)
+	}
+	// JSON parses as flow collections and quoted strings; print block style, quoting only
+	// what needs it.
+	var plain func(n *yaml.Node)
+	plain = func(n *yaml.Node) {
+		n.Style = 0
+		for _, c := range n.Content {
+			plain(c)
+		}
+	}
+	plain(&doc)
+	var buf strings.Builder
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return []byte(buf.String()), nil
+}
+
 func (a *app) scalingStatusCommand(f *scalingFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
@@ -186,12 +241,17 @@ func (a *app) scalingStatusCommand(f *scalingFlags) *cobra.Command {
 				return adminError(err)
 			}
 			if asJSON {
-				return a.printJSON(st)
+				return a.print(f, st)
 			}
 			printStatus(a.stdout, st, time.Now())
 			return nil
 		},
 	}
+}
+
+// printProgress writes one step of a scale or restart for people, on stderr.
+func (a *app) printProgress(p admin.Progress) {
+	fmt.Fprintf(a.stderr, "  %s  %-8s  %s\n", p.Instance, p.State, p.Message)
 }
 
 // printStatus writes st as tables for people.
@@ -221,7 +281,7 @@ func printStatus(out io.Writer, st admin.Status, now time.Time) {
 		fmt.Fprintln(w, "INSTANCE\tPID\tPORT\tSTATE\tHEALTH\tBREAKER\tIN-FLIGHT\tUPTIME\tRESTARTS\tLAST ERROR")
 		for _, in := range st.Instances {
 			uptime := in.Uptime
-			if uptime == "" && !in.Started.IsZero() {
+			if uptime == "" && !in.Started.IsZero() && in.State != admin.StateFailed && in.State != admin.StateStopped {
 				uptime = roundDur(now.Sub(in.Started))
 			}
 			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", in.ID, in.PID, in.Port, in.State, orDash(in.Health),
@@ -284,7 +344,11 @@ scaling.instances.min_instances..max_instances.`, below, other),
 			if reason == "" {
 				reason = fmt.Sprintf("shoal scaling %s --instances %d", verb, instances)
 			}
-			res, err := c.Scale(cmd.Context(), admin.ScaleRequest{Instances: instances, Reason: reason, Direction: direction})
+			var opts []admin.CallOpt
+			if !asJSON {
+				opts = append(opts, admin.OnProgress(a.printProgress))
+			}
+			res, err := c.Scale(cmd.Context(), admin.ScaleRequest{Instances: instances, Reason: reason, Direction: direction}, opts...)
 			var ae *admin.APIError
 			if errors.As(err, &ae) && ae.Code == admin.CodeWrongDirection {
 				return fmt.Errorf("%s with `shoal scaling %s --instances %d`", ae.Message, other, instances)
@@ -293,7 +357,7 @@ scaling.instances.min_instances..max_instances.`, below, other),
 				return adminError(err)
 			}
 			if asJSON {
-				return a.printJSON(res)
+				return a.print(f, res)
 			}
 			switch {
 			case res.From == res.To:
@@ -327,14 +391,16 @@ func (a *app) scalingRestartCommand(f *scalingFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var opts []admin.CallOpt
 			if !asJSON {
-				fmt.Fprintln(a.stderr, "restarting every instance, one at a time…")
+				fmt.Fprintln(a.stderr, "restarting every instance, one at a time: each replacement ready before the old one drains…")
+				opts = append(opts, admin.OnProgress(a.printProgress))
 			}
-			if err := c.Restart(cmd.Context()); err != nil {
+			if err := c.Restart(cmd.Context(), opts...); err != nil {
 				return adminError(err)
 			}
 			if asJSON {
-				return a.printJSON(admin.RestartResult{Restarted: true})
+				return a.print(f, admin.RestartResult{Restarted: true})
 			}
 			fmt.Fprintln(a.stdout, "restarted every instance")
 			return nil
@@ -369,7 +435,7 @@ func (a *app) scalingHealthCheckCommand(f *scalingFlags) *cobra.Command {
 				return adminError(err)
 			}
 			if asJSON {
-				return a.printJSON(cs)
+				return a.print(f, cs)
 			}
 			state := "disabled"
 			if cs.Enabled {
@@ -420,7 +486,7 @@ func (a *app) scalingMetricsCommand(f *scalingFlags) *cobra.Command {
 				return adminError(err)
 			}
 			if asJSON {
-				return a.printJSON(m)
+				return a.print(f, m)
 			}
 			printMetrics(a.stdout, m, since)
 			return nil
@@ -528,7 +594,7 @@ func (a *app) scalingTokenCommand(f *scalingFlags) *cobra.Command {
 		Short: "Print a signed admin token (a JWT) for the scaling commands and the dashboard",
 		Long: `Print a signed admin token: a JWT (HS256) with the given scopes that expires. scaling:read reads
 the status and metrics; scaling:write scales, restarts and toggles health checks. Neither implies
-the other: give both to a person.
+the other: give both to a person. Without --scopes the token is read-only (scaling:read).
 
 The signing key is $SHOAL_ADMIN_KEY (hex or base64, at least 32 bytes), else admin.key in the
 configuration's admin.state_dir, created on first use with 0600 permissions. ` + "`shoal up`" + ` verifies
@@ -560,7 +626,7 @@ with the same key; revoke one token with revoke-token, or delete the key file to
 				return usagef("%s", err)
 			}
 			if asJSON {
-				return a.printJSON(struct {
+				return a.print(f, struct {
 					Token     string    `json:"token"`
 					Subject   string    `json:"subject"`
 					Scopes    []string  `json:"scopes"`
@@ -573,10 +639,15 @@ with the same key; revoke one token with revoke-token, or delete the key file to
 			fmt.Fprintln(a.stdout, token)
 			fmt.Fprintf(a.stderr, "token for %s with %s, expires %s (id %s, key %s)\n", claims.Subject,
 				strings.Join(claims.Scope, " and "), claims.ExpiresAt.Local().Format("2006-01-02 15:04 MST"), claims.ID, key.ID())
+			if !slices.Contains(claims.Scope, admin.ScopeWrite) {
+				fmt.Fprintf(a.stderr, "this token is read-only: it shows the status and metrics but cannot scale, restart or switch checks;\n"+
+					"for that: shoal scaling generate-token --scopes %s,%s\n", admin.ScopeRead, admin.ScopeWrite)
+			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&scopes, "scopes", admin.ScopeRead, "comma-separated scopes: "+strings.Join(admin.KnownScopes(), ", "))
+	cmd.Flags().StringVar(&scopes, "scopes", admin.ScopeRead, "comma-separated scopes: "+strings.Join(admin.KnownScopes(), ", ")+"; the default is read-only")
+	cmd.RegisterFlagCompletionFunc("scopes", fixedCompletion(admin.ScopeRead, admin.ScopeRead+","+admin.ScopeWrite, admin.ScopeWrite))
 	cmd.Flags().StringVar(&expiresIn, "expires-in", "7d", "lifetime, e.g. 12h, 7d, 90d")
 	cmd.Flags().StringVar(&subject, "subject", admin.DefaultSubject, "sub claim: who or what the token is for, shown in the admin log")
 	return cmd

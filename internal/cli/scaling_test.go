@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -18,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/shoal-sh/shoal/admin"
 )
@@ -30,6 +34,9 @@ type fakeFleet struct {
 	proxyURL string
 	checks   []admin.CheckStatus
 	restarts int
+	// restartErr fails Restart after a step saying why, as the fleet reports a replacement
+	// that does not serve its readiness probe.
+	restartErr error
 }
 
 func (f *fakeFleet) Status(context.Context) admin.Status {
@@ -63,11 +70,19 @@ func (f *fakeFleet) Scale(_ context.Context, target int, _ string) (admin.ScaleR
 	return res, nil
 }
 
-func (f *fakeFleet) Restart(context.Context) error {
+func (f *fakeFleet) Restart(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.restarts++
-	return nil
+	if p := admin.ProgressFrom(ctx); p != nil {
+		p(admin.Progress{Instance: "demo-4", State: admin.StateStarting, Message: "started: pid 104, port 5004"})
+		if f.restartErr != nil {
+			p(admin.Progress{Instance: "demo-4", State: admin.StateFailed, Message: f.restartErr.Error()})
+			return f.restartErr
+		}
+		p(admin.Progress{Instance: "demo-4", State: admin.StateReady, Message: "ready"})
+	}
+	return f.restartErr
 }
 
 func (f *fakeFleet) SetHealthCheck(_ context.Context, name string, enabled bool) error {
@@ -170,11 +185,64 @@ func TestScaling_Status(t *testing.T) {
 		}
 	})
 	t.Run("bad -o", func(t *testing.T) {
-		code, _, errs := fx.scaling(t, fx.read, "status", "-o", "yaml")
-		if code != ExitInvalid || !strings.Contains(errs, `-o "yaml" is not a format; use -o table or -o json`) {
+		code, _, errs := fx.scaling(t, fx.read, "status", "-o", "xml")
+		if code != ExitInvalid || !strings.Contains(errs, `-o "xml" is not a format; use -o table, -o json or -o yaml`) ||
+			!strings.Contains(errs, "Run 'shoal scaling status --help' for usage.") {
 			t.Fatalf("%d %s", code, errs)
 		}
 	})
+	t.Run("-o yaml", func(t *testing.T) {
+		code, out, errs := fx.scaling(t, fx.read, "status", "-o", "yaml")
+		if code != ExitOK || !strings.Contains(out, "service: demo\n") || !strings.Contains(out, "- id: demo-1\n") {
+			t.Fatalf("%d %s %s", code, out, errs)
+		}
+		// The same data as -o json, field for field.
+		_, js, _ := fx.scaling(t, fx.read, "status", "-o", "json")
+		var fromYAML, fromJSON any
+		if err := sigsyaml.Unmarshal([]byte(out), &fromYAML); err != nil {
+			t.Fatal(err)
+		}
+		json.Unmarshal([]byte(js), &fromJSON)
+		fromYAML, fromJSON = dropVolatile(fromYAML), dropVolatile(fromJSON)
+		if !reflect.DeepEqual(fromYAML, fromJSON) {
+			t.Errorf("-o yaml and -o json differ:\n%v\n%v", fromYAML, fromJSON)
+		}
+	})
+}
+
+// TestToYAML checks that strings which read as other YAML types stay strings.
+func TestToYAML(t *testing.T) {
+	t.Parallel()
+	in := map[string]any{"a": "true", "b": "0.5", "c": "null", "d": "- x", "e": "x: y", "f": "", "g": []any{}, "h": map[string]any{}, "i": 3.5, "j": "multi\nline"}
+	b, err := toYAML(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]any
+	if err := sigsyaml.Unmarshal(b, &back); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(back, in) {
+		t.Errorf("round trip:\n%s\ngot %#v", b, back)
+	}
+}
+
+// dropVolatile removes the times, which the fake fleet takes from the clock on each call.
+func dropVolatile(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		delete(v, "uptime")
+		delete(v, "time")
+		delete(v, "started")
+		for k, x := range v {
+			v[k] = dropVolatile(x)
+		}
+	case []any:
+		for i, x := range v {
+			v[i] = dropVolatile(x)
+		}
+	}
+	return v
 }
 
 func TestScaling_Errors(t *testing.T) {
@@ -237,7 +305,7 @@ func TestScaling_Scale(t *testing.T) {
 		{[]string{"scale-down", "--instances", "0"}, ExitFailure, "outside scaling.instances.min_instances..max_instances (1..6)"},
 		{[]string{"scale-down"}, ExitInvalid, "shoal: scale-down needs --instances N, the number of instances to run\n"},
 		{[]string{"scale-up", "--instances", "-1"}, ExitInvalid, "shoal: --instances must be 0 or more, not -1\n"},
-		{[]string{"scale-up", "--instances", "three"}, ExitInvalid, `invalid argument "three"`},
+		{[]string{"scale-up", "--instances", "three"}, ExitInvalid, "shoal: --instances takes a whole number, not \"three\"\nRun 'shoal scaling scale-up --help' for usage.\n"},
 	}
 	for _, s := range steps {
 		code, out, errs := fx.scaling(t, fx.both, s.args...)
@@ -260,9 +328,22 @@ func TestScaling_RestartAndHealthCheck(t *testing.T) {
 	t.Parallel()
 	fx := startAdmin(t)
 	code, out, errs := fx.scaling(t, fx.both, "restart")
-	if code != ExitOK || out != "restarted every instance\n" || !strings.Contains(errs, "one at a time") || fx.fleet.restarts != 1 {
+	if code != ExitOK || out != "restarted every instance\n" || !strings.Contains(errs, "one at a time") || fx.fleet.restarts != 1 ||
+		!strings.Contains(errs, "  demo-4  starting  started: pid 104, port 5004\n  demo-4  ready     ready\n") {
 		t.Fatalf("restart: %d %q %q", code, out, errs)
 	}
+	// A replacement that cannot become ready: its step, then the reason, and exit 1.
+	fx.fleet.mu.Lock()
+	fx.fleet.restartErr = errors.New("the replacement for demo-1 did not become ready: demo-4: the service does not serve /ready (GET /ready answered 404)")
+	fx.fleet.mu.Unlock()
+	code, _, errs = fx.scaling(t, fx.both, "restart")
+	if code != ExitFailure || !strings.Contains(errs, "  demo-4  failed    the replacement") ||
+		!strings.Contains(errs, "shoal: the rolling restart failed: the replacement for demo-1 did not become ready: demo-4: the service does not serve /ready") {
+		t.Fatalf("failed restart: %d %q", code, errs)
+	}
+	fx.fleet.mu.Lock()
+	fx.fleet.restartErr = nil
+	fx.fleet.mu.Unlock()
 	for _, c := range []struct {
 		args      []string
 		code      int
@@ -350,7 +431,7 @@ func TestScaling_AdminFromConfig(t *testing.T) {
 	if got, _ := dialURL("0.0.0.0:9900"); got != "http://127.0.0.1:9900" {
 		t.Errorf("dialURL 0.0.0.0: %s", got)
 	}
-	if got, _ := dialURL("[::]:9900"); got != "http://[::1]:9900" {
+	if got, _ := dialURL("[::]:9900"); got != "http://127.0.0.1:9900" {
 		t.Errorf("dialURL [::]: %s", got)
 	}
 	if got, _ := dialURL(":9900"); got != "http://127.0.0.1:9900" {

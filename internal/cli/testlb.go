@@ -74,7 +74,7 @@ of the configuration.`,
 				bar.clear()
 			}
 			if asJSON {
-				if err := a.printJSON(res); err != nil {
+				if err := a.print(f, res); err != nil {
 					return err
 				}
 			} else {

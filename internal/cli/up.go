@@ -143,7 +143,7 @@ func (a *app) up(ctx context.Context, c *config.Config, debug, quiet bool) error
 	}
 	fl, err := fleet.New(c, fleet.Options{
 		Command: command.Args, Dir: command.Dir, StateDir: stateDir, Proxy: p, Instances: set,
-		Logger: log, Output: out.writer(), History: history, Checks: checks, ProxyURL: "http://" + ln.Addr().String(),
+		Logger: log, Output: out.writer(), History: history, Checks: checks, ProxyURL: reachURL(ln.Addr().String()),
 		Autoscale: c.Observability.AutoScaling.Enabled, Env: append(natsEnv, a.embeddedDatabase(c)...),
 	})
 	if err != nil {
@@ -182,8 +182,10 @@ func (a *app) up(ctx context.Context, c *config.Config, debug, quiet bool) error
 	startErr := fl.Start(ctx)
 	if startErr == nil && ctx.Err() == nil {
 		st := fl.Status(ctx)
-		fmt.Fprintf(a.stdout, "\n  %s is up: http://%s  (%d instances, %s)\n", c.Name, ln.Addr(), st.Ready, c.Scaling.LoadBalancer.Algorithm)
-		fmt.Fprintf(a.stdout, "  admin API and dashboard: http://%s/  (token: shoal scaling generate-token)\n", aln.Addr())
+		fmt.Fprintf(a.stdout, "\n  %s is up: %s%s  (%d instances, %s)\n", c.Name, reachURL(ln.Addr().String()), everywhere(ln.Addr().String()),
+			st.Ready, c.Scaling.LoadBalancer.Algorithm)
+		fmt.Fprintf(a.stdout, "  admin API and dashboard: %s/%s  (token: shoal scaling generate-token --scopes scaling:read,scaling:write)\n",
+			reachURL(aln.Addr().String()), everywhere(aln.Addr().String()))
 		fmt.Fprintf(a.stdout, "  logs: %s   stop: Ctrl-C\n\n", filepath.Join(stateDir, "logs"))
 		<-ctx.Done()
 	}
@@ -223,6 +225,25 @@ func (a *app) up(ctx context.Context, c *config.Config, debug, quiet bool) error
 	}
 	fmt.Fprintln(a.stderr, "shoal: stopped; no instance left running")
 	return nil
+}
+
+// reachURL is the http URL that reaches a listen address from this machine: a wildcard host
+// (0.0.0.0, ::) becomes the loopback address, since http://[::]:3000 is not a URL to open.
+func reachURL(addr string) string {
+	u, err := dialURL(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	return u
+}
+
+// everywhere notes that a wildcard listen address is reachable from other machines too.
+func everywhere(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err == nil && (host == "" || net.ParseIP(host).IsUnspecified()) {
+		return " (listening on every interface)"
+	}
+	return ""
 }
 
 func describeCommand(c *config.Config) string {

@@ -47,6 +47,7 @@ app: {command: %q}
 health:
   checks:
     - {name: admin_port, type: tcp, url: %q, interval: 200ms, timeout: 1s, critical: false}
+    - {name: self, type: custom, handler: quickstart_self}
 scaling:
   service_discovery:
     health_check: {endpoint: /health, interval: 1s, timeout: 1s}
@@ -281,7 +282,7 @@ func TestUp_Dashboard(t *testing.T) {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.WindowSize(1280, 900), chromedp.UserDataDir(t.TempDir()))
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.WindowSize(1400, 1000), chromedp.UserDataDir(t.TempDir()))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancelAlloc()
 	ctx, cancel := chromedp.NewContext(actx)
@@ -307,6 +308,30 @@ func TestUp_Dashboard(t *testing.T) {
 	}
 	var shot []byte
 	var summary string
+	// What a person reads on the charts: every label at least 11 CSS pixels tall, a time axis
+	// of clock times, values with their unit, the value under the pointer on hover; and a
+	// toggle only on the checks the API can switch.
+	var readable struct {
+		Smallest  float64  `json:"smallest"`
+		Times     []string `json:"times"`
+		Values    []string `json:"values"`
+		Tip       string   `json:"tip"`
+		Toggles   []string `json:"toggles"`
+		InService []string `json:"inService"`
+	}
+	const inspect = `(() => {
+		const texts = [...document.querySelectorAll(".charts svg text")].filter(t => t.textContent);
+		const svg = document.querySelector("#chart-rate"), r = svg.getBoundingClientRect();
+		svg.dispatchEvent(new MouseEvent("mousemove", {clientX: r.left + r.width * 0.6, clientY: r.top + r.height / 2, bubbles: true}));
+		return {
+			smallest: Math.min(...texts.map(t => t.getBoundingClientRect().height)),
+			times: [...document.querySelectorAll("#chart-rate text.tick")].map(t => t.textContent).filter(s => /^\d\d:\d\d/.test(s)),
+			values: [...document.querySelectorAll("#chart-rate text.tick")].map(t => t.textContent).filter(s => / req\/s$/.test(s)),
+			tip: document.querySelector("#chart-rate text.tip-text").textContent,
+			toggles: [...document.querySelectorAll("#checks button[data-check]")].map(b => b.dataset.check),
+			inService: [...document.querySelectorAll("#checks tbody tr")].filter(tr => tr.textContent.includes("runs in the service")).map(tr => tr.cells[0].textContent),
+		};
+	})()`
 	err = chromedp.Run(ctx,
 		chromedp.Navigate(h.adminURL+"/"),
 		chromedp.WaitVisible("#token", chromedp.ByQuery),
@@ -317,8 +342,10 @@ func TestUp_Dashboard(t *testing.T) {
 		chromedp.Click("#scale-up", chromedp.ByQuery),
 		rows(3),
 		chromedp.ActionFunc(func(context.Context) error { return traffic(h.proxyURL, 3*time.Second) }),
-		chromedp.Poll(`document.querySelector("#chart-instances path.line") !== null`, nil, chromedp.WithPollingInterval(200*time.Millisecond)),
+		chromedp.Poll(`document.querySelector("#chart-instances path.line") !== null && document.querySelectorAll("#chart-rate text.tick").length >= 4`,
+			nil, chromedp.WithPollingInterval(200*time.Millisecond)),
 		chromedp.FullScreenshot(&shot, 100), // quality 100 means PNG
+		chromedp.Evaluate(inspect, &readable),
 	)
 	if err != nil {
 		var html string
@@ -330,6 +357,14 @@ func TestUp_Dashboard(t *testing.T) {
 	}
 	if st := h.status(t); st.Ready != 3 {
 		t.Errorf("after pressing scale-up the fleet has %d ready instances, want 3", st.Ready)
+	}
+	if readable.Smallest < 11 || len(readable.Times) == 0 || len(readable.Values) < 2 ||
+		!regexp.MustCompile(`^\d\d:\d\d:\d\d .* req/s$`).MatchString(readable.Tip) {
+		t.Errorf("the charts are not readable: smallest label %.1fpx, time labels %q, value labels %q, hover %q",
+			readable.Smallest, readable.Times, readable.Values, readable.Tip)
+	}
+	if strings.Join(readable.Toggles, ",") != "admin_port" || len(readable.InService) != 1 || !strings.HasPrefix(readable.InService[0], "self") {
+		t.Errorf("check toggles on %q, 'runs in the service' on %q; want a toggle on admin_port only", readable.Toggles, readable.InService)
 	}
 	if dir := os.Getenv("SHOAL_SCREENSHOTS"); dir != "" {
 		os.WriteFile(filepath.Join(dir, "dashboard.png"), shot, 0o644)

@@ -112,7 +112,7 @@ func (f *fleetChecks) Status() []admin.CheckStatus {
 	if f.r != nil {
 		for _, r := range f.r.Results() {
 			out = append(out, admin.CheckStatus{Name: r.Name, Type: r.Type, Critical: r.Critical, Enabled: r.Enabled,
-				Status: string(r.Status), Error: r.Error, Checked: r.Time})
+				Switchable: true, Status: string(r.Status), Error: r.Error, Checked: r.Time})
 		}
 	}
 	for _, c := range f.custom {
