@@ -1,10 +1,12 @@
 // Command messaging measures publish and consume throughput of shoal's messaging package,
 // the raw client library it is built on, and Watermill's backend for the same broker —
-// each doing the same work: confirmed publishes (4 publishers, 50 messages a call) and
-// acknowledged consumes (one consumer, prefetch 256) of N messages of one size. It is run
-// by bench/messaging.sh; Watermill is a dependency of this module only.
+// each doing the same work: confirmed publishes (4 publishers, 50 messages a call) to a
+// durable consumer's stream or queue, and acknowledged consumes (one consumer, prefetch 256)
+// of N preloaded messages of one size. It is run by bench/messaging.sh; Watermill is a
+// dependency of this module only.
 //
 //	messaging serve-nats | serve-kafka                 (prints the address, runs until stdin closes)
+//	messaging cleanup -nats URL -rabbitmq URL          (deletes what runs left on the machine's brokers)
 //	messaging -broker nats|rabbitmq|kafka -addr ADDR -impl shoal|raw|watermill -mode publish|consume -size 1024 -n 20000
 package main
 
@@ -15,7 +17,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"runtime/pprof"
 	"sync"
+	"syscall"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -27,12 +32,16 @@ type impl interface {
 	publish(ctx context.Context, n, size int) error
 	// prepare creates the durable consumer (group, queue) so that preloaded messages wait for it.
 	prepare(ctx context.Context) error
-	// consume receives and acknowledges n messages.
-	consume(ctx context.Context, n int) error
+	// consume receives and acknowledges c.want messages, counting each in c once it is
+	// acknowledged.
+	consume(ctx context.Context, c *counter) error
 	close()
 }
 
 const (
+	// idPrefix starts the name of every stream, exchange, queue and topic a run makes, so
+	// that cleanup finds them on the machine's brokers.
+	idPrefix   = "mbench"
 	publishers = 4
 	batch      = 50
 	prefetch   = 256
@@ -49,16 +58,24 @@ func main() {
 		serveKafka()
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "cleanup" {
+		if err := cleanup(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench cleanup:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	broker := flag.String("broker", "nats", "nats, rabbitmq or kafka")
 	addr := flag.String("addr", "", "the broker's address (URL for nats and rabbitmq, host:port for kafka)")
 	which := flag.String("impl", "shoal", "shoal, raw or watermill")
 	mode := flag.String("mode", "publish", "publish or consume")
 	size := flag.Int("size", 1024, "payload bytes")
 	n := flag.Int("n", 20000, "messages")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured part to this file")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	id := fmt.Sprintf("b%d", time.Now().UnixNano()%1e9)
+	id := fmt.Sprintf("%s%d", idPrefix, time.Now().UnixNano()%1e9)
 	im, err := newImpl(ctx, *broker, *which, *addr, id)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -66,17 +83,32 @@ func main() {
 	}
 	defer im.close()
 	var elapsed time.Duration
+	rate := func() float64 { return float64(*n) / elapsed.Seconds() }
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	switch *mode {
 	case "publish":
-		start := time.Now()
-		err = im.publish(ctx, *n, *size)
-		elapsed = time.Since(start)
+		// The durable consumer exists, so the broker keeps what is published (RabbitMQ
+		// drops a message no queue is bound for, which is cheaper than keeping it).
+		if err = im.prepare(ctx); err == nil {
+			start := time.Now()
+			err = im.publish(ctx, *n, *size)
+			elapsed = time.Since(start)
+		}
 	case "consume":
 		if err = im.prepare(ctx); err == nil {
 			if err = im.publish(ctx, *n, *size); err == nil {
-				start := time.Now()
-				err = im.consume(ctx, *n)
-				elapsed = time.Since(start)
+				c := newCounter(*n)
+				if err = im.consume(ctx, c); err == nil {
+					rate = c.rate
+				}
 			}
 		}
 	default:
@@ -86,7 +118,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("%.0f\n", float64(*n)/elapsed.Seconds())
+	fmt.Printf("%.0f\n", rate())
 }
 
 func newImpl(ctx context.Context, broker, which, addr, id string) (impl, error) {
@@ -135,23 +167,47 @@ func publishAll(ctx context.Context, n int, send func(ctx context.Context, count
 	return <-errs
 }
 
-// counter signals when n messages have been counted.
+// counter counts consumed messages and signals when want have been. Its rate is that of
+// the steady state: the messages after the first arrival over the time from it to the
+// last, so that joining a group or finding the topics (a second, for some) is not counted.
 type counter struct {
-	mu   sync.Mutex
-	n    int
-	want int
-	done chan struct{}
+	mu          sync.Mutex
+	n           int
+	want        int
+	first, last time.Time
+	atFirst     int
+	done        chan struct{}
 }
 
 func newCounter(want int) *counter { return &counter{want: want, done: make(chan struct{})} }
 
-func (c *counter) add() {
+func (c *counter) add() { c.addN(1) }
+
+func (c *counter) addN(k int) {
 	c.mu.Lock()
-	c.n++
-	if c.n == c.want {
+	defer c.mu.Unlock()
+	if c.n >= c.want {
+		return
+	}
+	now := time.Now()
+	if c.n == 0 {
+		c.first, c.atFirst = now, k
+	}
+	c.n += k
+	if c.n >= c.want {
+		c.last = now
 		close(c.done)
 	}
-	c.mu.Unlock()
+}
+
+func (c *counter) rate() float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.last.Sub(c.first)
+	if d <= 0 {
+		return 0
+	}
+	return float64(c.n-c.atFirst) / d.Seconds()
 }
 
 func (c *counter) wait(ctx context.Context) error {
@@ -166,7 +222,11 @@ func (c *counter) wait(ctx context.Context) error {
 }
 
 func serveNATS() {
-	dir, _ := os.MkdirTemp("", "bench-nats")
+	dir, err := os.MkdirTemp("", "bench-nats")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	defer os.RemoveAll(dir)
 	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
 	if err != nil {
@@ -178,7 +238,7 @@ func serveNATS() {
 		os.Exit(1)
 	}
 	fmt.Println(s.ClientURL())
-	io.Copy(io.Discard, os.Stdin)
+	untilStdinClosesOrSignal()
 	s.Shutdown()
 }
 
@@ -189,6 +249,19 @@ func serveKafka() {
 		os.Exit(1)
 	}
 	fmt.Println(c.ListenAddrs()[0])
-	io.Copy(io.Discard, os.Stdin)
+	untilStdinClosesOrSignal()
 	c.Close()
+}
+
+// untilStdinClosesOrSignal returns when stdin reaches its end or on SIGINT or SIGTERM, so a
+// server stops cleanly (and removes its store) however the script ends.
+func untilStdinClosesOrSignal() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	eof := make(chan struct{})
+	go func() { io.Copy(io.Discard, os.Stdin); close(eof) }()
+	select {
+	case <-eof:
+	case <-ctx.Done():
+	}
 }

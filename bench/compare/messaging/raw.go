@@ -13,8 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// rawNATS: nats.go's jetstream package by hand — async publishes waited for, a durable pull
-// consumer acking each message.
+// rawNATS: nats.go's jetstream package by hand — async publishes with message IDs waited
+// for, a durable pull consumer acking each message.
 type rawNATS struct {
 	nc      *gonats.Conn
 	js      jetstream.JetStream
@@ -27,7 +27,11 @@ func newRawNATS(ctx context.Context, url, id string) (impl, error) {
 	if err != nil {
 		return nil, err
 	}
-	js, _ := jetstream.New(nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: id, Subjects: []string{id + ".>"}, Storage: jetstream.FileStorage}); err != nil {
 		nc.Close()
 		return nil, err
@@ -40,7 +44,9 @@ func (r *rawNATS) publish(ctx context.Context, n, size int) error {
 	return publishAll(ctx, n, func(ctx context.Context, count int) error {
 		fs := make([]jetstream.PubAckFuture, count)
 		for i := range fs {
-			f, err := r.js.PublishMsgAsync(&gonats.Msg{Subject: r.subject, Data: payload})
+			// With a message ID, as shoal publishes: the server drops the duplicate of a
+			// publish retried after a lost acknowledgement.
+			f, err := r.js.PublishMsgAsync(&gonats.Msg{Subject: r.subject, Data: payload}, jetstream.WithMsgID(gonats.NewInbox()[7:]))
 			if err != nil {
 				return err
 			}
@@ -66,12 +72,11 @@ func (r *rawNATS) consumer(ctx context.Context) (jetstream.Consumer, error) {
 
 func (r *rawNATS) prepare(ctx context.Context) error { _, err := r.consumer(ctx); return err }
 
-func (r *rawNATS) consume(ctx context.Context, n int) error {
+func (r *rawNATS) consume(ctx context.Context, c *counter) error {
 	cons, err := r.consumer(ctx)
 	if err != nil {
 		return err
 	}
-	c := newCounter(n)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		m.Ack()
 		c.add()
@@ -161,7 +166,7 @@ func (r *rawRabbit) prepare(ctx context.Context) error {
 	return ch.QueueBind(r.queue, "bench.events", r.id, false, nil)
 }
 
-func (r *rawRabbit) consume(ctx context.Context, n int) error {
+func (r *rawRabbit) consume(ctx context.Context, c *counter) error {
 	ch, err := r.conn.Channel()
 	if err != nil {
 		return err
@@ -172,10 +177,13 @@ func (r *rawRabbit) consume(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	for i := 0; i < n; i++ {
+	for i := 0; i < c.want; i++ {
 		select {
 		case d := <-ds:
-			d.Ack(false)
+			if err := d.Ack(false); err != nil {
+				return err
+			}
+			c.add()
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -242,7 +250,7 @@ func (r *rawKafka) publish(ctx context.Context, n, size int) error {
 
 func (r *rawKafka) prepare(context.Context) error { return nil }
 
-func (r *rawKafka) consume(ctx context.Context, n int) error {
+func (r *rawKafka) consume(ctx context.Context, c *counter) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(r.brokers...), kgo.ConsumeTopics(r.topic), kgo.ConsumerGroup(r.topic+".raw"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
 	if err != nil {
@@ -250,13 +258,16 @@ func (r *rawKafka) consume(ctx context.Context, n int) error {
 	}
 	defer cl.Close()
 	got := 0
-	for got < n {
+	for got < c.want {
 		fs := cl.PollRecords(ctx, prefetch)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+			return err
+		}
 		got += fs.NumRecords()
-		cl.CommitUncommittedOffsets(ctx)
+		c.addN(fs.NumRecords())
 	}
 	return nil
 }

@@ -51,8 +51,7 @@ func (s *shoalImpl) prepare(ctx context.Context) error {
 	return sub.Close()
 }
 
-func (s *shoalImpl) consume(ctx context.Context, n int) error {
-	c := newCounter(n)
+func (s *shoalImpl) consume(ctx context.Context, c *counter) error {
 	sub, err := s.bus.Subscribe(ctx, "bench.events", func(context.Context, *messaging.Message) error {
 		c.add()
 		return nil

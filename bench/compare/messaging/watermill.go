@@ -56,7 +56,7 @@ func (w *watermillImpl) prepare(ctx context.Context) error {
 	return s.Close()
 }
 
-func (w *watermillImpl) consume(ctx context.Context, n int) error {
+func (w *watermillImpl) consume(ctx context.Context, c *counter) error {
 	s, err := w.sub()
 	if err != nil {
 		return err
@@ -66,10 +66,11 @@ func (w *watermillImpl) consume(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	for i := 0; i < n; i++ {
+	for i := 0; i < c.want; i++ {
 		select {
 		case m := <-ch:
 			m.Ack()
+			c.add()
 		case <-ctx.Done():
 			return ctx.Err()
 		}
