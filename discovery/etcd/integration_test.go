@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,6 +127,7 @@ type harness struct {
 	url      string
 	ok, fail atomic.Int64
 	seen     sync.Map // instance id → requests it answered
+	sets     recorder // every set the proxy was given
 	firstErr atomic.Value
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
@@ -151,10 +153,11 @@ func newHarness(t *testing.T, opts Options) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- p.Serve(ctx, ln, proxy.ServerOptions{DrainTimeout: time.Second}) }()
+	h := &harness{p: p, url: "http://" + ln.Addr().String() + "/"}
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		p.Watch(ctx, prov)
+		p.Watch(ctx, &recording{p: prov, r: &h.sets})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -162,7 +165,52 @@ func newHarness(t *testing.T, opts Options) *harness {
 		<-watched
 		p.Close()
 	})
-	return &harness{p: p, url: "http://" + ln.Addr().String() + "/"}
+	return h
+}
+
+// recorder keeps the instance sets a provider delivered, in order.
+type recorder struct {
+	mu   sync.Mutex
+	sets []string // IDs, space-separated
+}
+
+// recording is a provider that records what the provider p delivers.
+type recording struct {
+	p discovery.Provider
+	r *recorder
+}
+
+func (rp *recording) Watch(ctx context.Context) <-chan discovery.Event {
+	out := make(chan discovery.Event)
+	go func() {
+		defer close(out)
+		for ev := range rp.p.Watch(ctx) {
+			if ev.Err == nil {
+				rp.r.mu.Lock()
+				rp.r.sets = append(rp.r.sets, ids(ev.Instances))
+				rp.r.mu.Unlock()
+			}
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+			}
+		}
+	}()
+	return out
+}
+
+// since returns the sets recorded after the first n.
+func (r *recorder) since(n int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.sets[min(n, len(r.sets)):])
+}
+
+// count returns how many sets were recorded.
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.sets)
 }
 
 // load sends GET requests from n goroutines until stopped.
@@ -289,6 +337,7 @@ func TestIntegration_EtcdOutage(t *testing.T) {
 	h.load(4)
 	h.waitAnswered(t, "api-0")
 
+	before := h.sets.count()
 	srv.Kill()
 	late, registered := startInstance(t, srv.Endpoint(), opts.Prefix, "api-2")
 	outage := time.NewTimer(10 * time.Second)
@@ -301,5 +350,15 @@ func TestIntegration_EtcdOutage(t *testing.T) {
 	waitClosed(t, registered, late.id+" registered after etcd came back")
 	h.waitRouted(t, "api-0", "api-1", "api-2")
 	h.waitAnswered(t, "api-2")
+	// The instances that lived through the outage never left the set: their
+	// registrars renewed the leases etcd kept for them, within the grace it
+	// gives leases when it comes back (a registrar that gave its lease up and
+	// came back later let the keys expire — a moment with no instance at all).
+	for _, set := range h.sets.since(before) {
+		if !strings.HasPrefix(set, "api-0 api-1") {
+			t.Errorf("the proxy was given the set %q after the outage began; api-0 and api-1 never left (sets: %q)", set, h.sets.since(before))
+			break
+		}
+	}
 	h.finish(t)
 }

@@ -9,6 +9,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/shoal-sh/shoal/discovery"
 )
@@ -46,6 +48,16 @@ func newClient(o Options) (*clientv3.Client, error) {
 		// Notice a registry that went away within seconds, not after TCP's timeouts.
 		DialKeepAliveTime:    2 * time.Second,
 		DialKeepAliveTimeout: 2 * time.Second,
+		// Reconnect within a second of etcd coming back. gRPC's default backoff
+		// grows to two minutes: after a 10s outage the next attempt could be
+		// seconds away, longer than the grace etcd gives the leases of
+		// registered instances when it restarts (their TTL plus an election
+		// timeout), so their keys would expire before the registrar's renewal
+		// got through — and every watcher would see the instances vanish.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: o.DialTimeout,
+		})},
 	})
 }
 

@@ -183,10 +183,13 @@ func (r *Registrar) grantLocked(ctx context.Context) error {
 }
 
 // keeper drains the keep-alive responses of the current lease. When their
-// channel closes before Close — etcd let the lease expire, or no renewal got
-// through for a whole TTL (etcd was down) — it takes a new lease and puts
-// every registered key on it again, retrying with backoff until that works
-// or the registrar is closed.
+// channel closes before Close — no renewal got through for a whole TTL (etcd
+// is down or unreachable), or etcd let the lease expire — it renews the same
+// lease as soon as etcd answers, retrying at least every quarter TTL: etcd
+// keeps a lease through its own restart and gives it a fresh TTL (plus an
+// election timeout) once it has a leader again, so the instance's key never
+// leaves the registry and no watcher sees it go. Only a lease etcd no longer
+// knows is replaced: a new one is granted and every registered key put on it.
 func (r *Registrar) keeper() {
 	defer r.wg.Done()
 	for {
@@ -198,24 +201,25 @@ func (r *Registrar) keeper() {
 		if r.ctx.Err() != nil {
 			return
 		}
-		r.opts.Logger.Warn("etcd lease lost; registering the instances again on a new one", "lease", int64(lease))
-		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		r.opts.Logger.Warn("etcd: no lease renewal got through for a whole TTL; renewing it as soon as etcd answers", "lease", int64(lease))
+		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, r.retryMax()) {
 			r.mu.Lock()
 			if r.closed {
 				r.mu.Unlock()
 				return
 			}
-			if r.lease == lease {
-				r.lease = 0 // lost; a lease Register granted since is kept
-			}
-			err := r.restoreLocked()
+			renewed, err := r.recoverLocked(lease)
 			n := len(r.regs)
 			r.mu.Unlock()
 			if err == nil {
-				r.opts.Logger.Info("etcd: instances registered again on a new lease", "instances", n)
+				if renewed {
+					r.opts.Logger.Info("etcd: lease renewed; the instances stayed registered", "lease", int64(lease), "instances", n)
+				} else {
+					r.opts.Logger.Warn("etcd: the lease had expired; instances registered again on a new one", "instances", n)
+				}
 				break
 			}
-			r.opts.Logger.Warn("etcd: cannot register the instances again yet; retrying", "err", err, "retry_in", backoff.String())
+			r.opts.Logger.Warn("etcd: cannot renew the lease yet; retrying", "err", err, "retry_in", backoff.String())
 			select {
 			case <-r.ctx.Done():
 				return
@@ -223,6 +227,39 @@ func (r *Registrar) keeper() {
 			}
 		}
 	}
+}
+
+// retryMax bounds the keeper's backoff: a quarter of the lease TTL (at most
+// 5s), so that a renewal is tried several times within the grace etcd gives
+// a lease after coming back.
+func (r *Registrar) retryMax() time.Duration {
+	return min(max(r.opts.LeaseTTL/4, 100*time.Millisecond), 5*time.Second)
+}
+
+// recoverLocked renews lease, whose keep-alive channel closed, and resumes
+// keeping it alive; renewed is true then. When etcd no longer knows it, or a
+// Register replaced it meanwhile, it puts every registered key on a current
+// lease instead.
+func (r *Registrar) recoverLocked(lease clientv3.LeaseID) (renewed bool, err error) {
+	if r.lease == lease && lease != 0 {
+		ctx, cancel := context.WithTimeout(r.ctx, r.opts.DialTimeout)
+		_, err := r.c.KeepAliveOnce(ctx, lease)
+		cancel()
+		switch {
+		case err == nil:
+			ka, err := r.c.KeepAlive(r.ctx, lease)
+			if err != nil {
+				return false, r.wrap("keeping the lease alive", err)
+			}
+			r.ka = ka
+			return true, nil
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			r.lease = 0 // expired: take a new one
+		default:
+			return false, r.wrap("renewing the lease", err)
+		}
+	}
+	return false, r.restoreLocked()
 }
 
 // restoreLocked grants a lease if there is none and puts every registered
