@@ -21,8 +21,10 @@
 //
 // Every instance's ID is its URL, and Meta[MetaHostname] is the host name the
 // address belongs to (the resolved name for A records, the target for SRV),
-// e.g. for the TLS server name of an https instance. Record TTLs are not used:
-// the name is resolved every refresh interval, whatever the TTL.
+// e.g. for the TLS server name of an https instance. Record TTLs are
+// honoured: the name is resolved again every refresh interval, or when the
+// smallest TTL of the records used runs out if that is sooner (but not more
+// often than Options.MinRefresh, 1s by default, for records with a TTL of 0).
 //
 // # Empty sets and errors
 //

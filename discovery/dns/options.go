@@ -35,6 +35,9 @@ type Options struct {
 	// RefreshInterval is the pause between the end of one resolution and the
 	// start of the next. Defaults to 30s.
 	RefreshInterval time.Duration
+	// MinRefresh bounds how soon a name is resolved again when its records'
+	// TTL runs out before RefreshInterval. Defaults to 1s.
+	MinRefresh time.Duration
 	// Timeout bounds one resolution, every query and retry included. Defaults
 	// to 5s.
 	Timeout time.Duration
@@ -72,6 +75,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Second
+	}
+	if o.MinRefresh == 0 {
+		o.MinRefresh = time.Second
 	}
 	if o.Scheme == "" {
 		o.Scheme = "http"

@@ -82,16 +82,23 @@ func (p *Provider) poll(ctx context.Context, f *discovery.Feed) {
 	defer f.Close()
 	var timer *time.Timer
 	for {
-		instances, err := p.Resolve(ctx)
+		instances, ttl, err := p.resolve(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		f.Send(discovery.Event{Instances: instances, Err: err})
+		wait := p.opts.RefreshInterval
+		if err == nil && ttl >= 0 {
+			// The records are good for their TTL: resolve again when the
+			// first runs out, if that is sooner (not more often than every
+			// MinRefresh, against records with a TTL of 0).
+			wait = min(wait, max(ttl, p.opts.MinRefresh))
+		}
 		if timer == nil {
-			timer = time.NewTimer(p.opts.RefreshInterval)
+			timer = time.NewTimer(wait)
 			defer timer.Stop()
 		} else {
-			timer.Reset(p.opts.RefreshInterval)
+			timer.Reset(wait)
 		}
 		select {
 		case <-ctx.Done():
@@ -104,6 +111,14 @@ func (p *Provider) poll(ctx context.Context, f *discovery.Feed) {
 // Resolve resolves the name once and returns the instances sorted by ID, or
 // why it could not. It gives up after Options.Timeout or when ctx is done.
 func (p *Provider) Resolve(ctx context.Context) ([]discovery.Instance, error) {
+	instances, _, err := p.resolve(ctx)
+	return instances, err
+}
+
+// resolve is Resolve, also returning the smallest TTL of the records the
+// instances came from (-1 when there were none).
+func (p *Provider) resolve(ctx context.Context) (_ []discovery.Instance, ttl time.Duration, _ error) {
+	ttl = -1
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
 	r := resolution{p: p, ctx: ctx}
@@ -120,13 +135,16 @@ func (p *Provider) Resolve(ctx context.Context) ([]discovery.Instance, error) {
 		}
 		if err != nil {
 			if ctx.Err() != nil && ctx.Err() != context.DeadlineExceeded {
-				return nil, fmt.Errorf("dns: resolving %s: %w", name, ctx.Err())
+				return nil, ttl, fmt.Errorf("dns: resolving %s: %w", name, ctx.Err())
 			}
-			return nil, err
+			return nil, ttl, err
 		}
 		if found {
-			return sortInstances(instances), nil
+			if r.hasTTL {
+				ttl = time.Duration(r.ttl) * time.Second
+			}
+			return sortInstances(instances), ttl, nil
 		}
 	}
-	return nil, nil
+	return nil, ttl, nil
 }

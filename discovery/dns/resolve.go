@@ -31,6 +31,17 @@ var errCNAMELoop = errors.New("CNAME chain too long or looping")
 type resolution struct {
 	p   *Provider
 	ctx context.Context
+	// ttl is the smallest TTL of the records the instances came from;
+	// hasTTL is false until one was seen.
+	ttl    uint32
+	hasTTL bool
+}
+
+// saw records the TTL of a record an instance came from.
+func (r *resolution) saw(rr miekg.RR) {
+	if ttl := rr.Header().Ttl; !r.hasTTL || ttl < r.ttl {
+		r.ttl, r.hasTTL = ttl, true
+	}
 }
 
 // hosts resolves name's A and AAAA records into instances on the configured
@@ -161,6 +172,9 @@ func (r *resolution) lookup(name string, qtype uint16) (rrs []miekg.RR, msg *mie
 		for _, rr := range msg.Answer {
 			if rr.Header().Rrtype == qtype && strings.EqualFold(rr.Header().Name, owner) {
 				rrs = append(rrs, rr)
+				r.saw(rr)
+			} else if rr.Header().Rrtype == miekg.TypeCNAME {
+				r.saw(rr)
 			}
 		}
 		if len(rrs) > 0 || strings.EqualFold(owner, name) {

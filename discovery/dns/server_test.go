@@ -2,6 +2,7 @@ package dns
 
 import (
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,8 +24,10 @@ type fakeDNS struct {
 	noChase  bool // answer CNAMEs without the records of their targets
 	truncate bool // answer UDP queries with an empty truncated response
 	queries  map[uint16]int
-	tcp      int           // queries over TCP
-	notify   chan struct{} // closed and replaced on every query
+	tcp      int               // queries over TCP
+	notify   chan struct{}     // closed and replaced on every query
+	tsig     map[string]string // TSIG keys updates must be signed with; nil: updates unsigned
+	updates  int               // updates applied
 }
 
 // mode is how fakeDNS answers.
@@ -40,14 +43,22 @@ const (
 // TCP port when tcp is set) that stops when the test ends.
 func newFakeDNS(t *testing.T, tcp bool) *fakeDNS {
 	t.Helper()
-	s := &fakeDNS{queries: make(map[uint16]int), notify: make(chan struct{})}
+	return newFakeDNSWith(t, tcp, nil)
+}
+
+// newFakeDNSWith is newFakeDNS accepting RFC 2136 updates signed with one of
+// the TSIG keys of tsig (name → base64 secret), or unsigned ones when tsig is
+// nil.
+func newFakeDNSWith(t *testing.T, tcp bool, tsig map[string]string) *fakeDNS {
+	t.Helper()
+	s := &fakeDNS{queries: make(map[uint16]int), notify: make(chan struct{}), tsig: tsig}
 	var servers []*miekg.Server
 	for attempt := 0; ; attempt++ {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		servers = []*miekg.Server{{PacketConn: pc, Handler: s}}
+		servers = []*miekg.Server{{PacketConn: pc, Handler: s, TsigSecret: tsig, MsgAcceptFunc: acceptUpdates}}
 		if tcp {
 			l, err := net.Listen("tcp", pc.LocalAddr().String())
 			if err != nil && attempt < 10 {
@@ -56,7 +67,7 @@ func newFakeDNS(t *testing.T, tcp bool) *fakeDNS {
 			} else if err != nil {
 				t.Fatal(err)
 			}
-			servers = append(servers, &miekg.Server{Listener: l, Handler: s})
+			servers = append(servers, &miekg.Server{Listener: l, Handler: s, TsigSecret: tsig, MsgAcceptFunc: acceptUpdates})
 		}
 		s.addr = pc.LocalAddr().String()
 		break
@@ -151,6 +162,10 @@ func (s *fakeDNS) refreshed(t *testing.T, qtype uint16) {
 func (s *fakeDNS) ServeDNS(w miekg.ResponseWriter, req *miekg.Msg) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if req.Opcode == miekg.OpcodeUpdate {
+		s.update(w, req)
+		return
+	}
 	q := req.Question[0]
 	s.queries[q.Qtype]++
 	_, overTCP := w.RemoteAddr().(*net.TCPAddr)
@@ -214,4 +229,74 @@ func (s *fakeDNS) answer(resp *miekg.Msg, name string, qtype uint16) {
 			}
 		}
 	}
+}
+
+// update applies an RFC 2136 update (zone section, no prerequisites, the
+// update section's adds and deletes) to the records, as a primary server
+// does: NOTAUTH for a bad or missing signature when keys are configured.
+// It answers whatever the mode, which concerns queries.
+func (s *fakeDNS) update(w miekg.ResponseWriter, req *miekg.Msg) {
+	resp := new(miekg.Msg)
+	resp.SetReply(req)
+	signed := req.IsTsig()
+	switch {
+	case s.tsig != nil && (signed == nil || w.TsigStatus() != nil):
+		resp.Rcode = miekg.RcodeNotAuth
+		_ = w.WriteMsg(resp)
+		return
+	case len(req.Question) != 1 || req.Question[0].Qtype != miekg.TypeSOA:
+		resp.Rcode = miekg.RcodeFormatError
+	default:
+		zone := req.Question[0].Name
+		for _, rr := range req.Ns {
+			if !miekg.IsSubDomain(zone, rr.Header().Name) {
+				resp.Rcode = miekg.RcodeNotZone
+			}
+		}
+		if resp.Rcode == miekg.RcodeSuccess {
+			for _, rr := range req.Ns {
+				s.apply(rr)
+			}
+			s.updates++
+		}
+	}
+	if signed != nil {
+		resp.SetTsig(signed.Hdr.Name, signed.Algorithm, 300, time.Now().Unix())
+	}
+	_ = w.WriteMsg(resp)
+}
+
+// apply is one record of an update section (RFC 2136 §2.5).
+func (s *fakeDNS) apply(rr miekg.RR) {
+	h := rr.Header()
+	switch h.Class {
+	case miekg.ClassINET: // add, unless a duplicate
+		for _, have := range s.records {
+			if miekg.IsDuplicate(have, rr) {
+				return
+			}
+		}
+		s.records = append(s.records, rr)
+	case miekg.ClassNONE: // delete this record
+		c := miekg.Copy(rr)
+		c.Header().Class, c.Header().Ttl = miekg.ClassINET, 0
+		s.records = slices.DeleteFunc(s.records, func(have miekg.RR) bool {
+			x := miekg.Copy(have)
+			x.Header().Ttl = 0
+			return miekg.IsDuplicate(x, c)
+		})
+	case miekg.ClassANY: // delete the name's records (of the type)
+		s.records = slices.DeleteFunc(s.records, func(have miekg.RR) bool {
+			return strings.EqualFold(have.Header().Name, h.Name) && (h.Rrtype == miekg.TypeANY || have.Header().Rrtype == h.Rrtype)
+		})
+	}
+}
+
+// acceptUpdates is miekg/dns's default acceptance, with UPDATE messages
+// (which it refuses with NOTIMP) let through.
+func acceptUpdates(dh miekg.Header) miekg.MsgAcceptAction {
+	if int(dh.Bits>>11)&0xF == miekg.OpcodeUpdate {
+		return miekg.MsgAccept
+	}
+	return miekg.DefaultMsgAcceptFunc(dh)
 }
