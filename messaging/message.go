@@ -2,6 +2,8 @@ package messaging
 
 import (
 	"context"
+	"encoding/binary"
+	"math/rand/v2"
 	"time"
 
 	"github.com/google/uuid"
@@ -58,8 +60,22 @@ const (
 	HeaderDeadLetterID       = "Shoal-Dlq-Id"
 )
 
-// NewID returns a new message ID (a UUIDv7: unique and ordered by time).
-func NewID() string { return uuid.Must(uuid.NewV7()).String() }
+// NewID returns a new message ID: a UUIDv7 (RFC 9562) — 48 bits of Unix milliseconds, 12
+// bits of the millisecond's fraction (method 3, so IDs made apart by more than ~250ns sort
+// in time order) and 62 random bits. The random bits come from math/rand/v2 (the runtime's
+// per-thread ChaCha8, seeded by the OS): uuid.NewV7 reads crypto/rand on every call, a
+// system call that was a third of the Bus's own cost per published message. An ID needs to
+// be unique, not secret.
+func NewID() string {
+	now := time.Now()
+	ms := uint64(now.UnixMilli())
+	frac := uint64(now.Nanosecond()%1e6) * 4096 / 1e6
+	r := rand.Uint64()
+	var u uuid.UUID
+	binary.BigEndian.PutUint64(u[0:8], ms<<16|0x7000|frac)
+	binary.BigEndian.PutUint64(u[8:16], r&^(3<<62)|2<<62) // variant 10
+	return u.String()
+}
 
 // clone returns a copy of m with its own header map.
 func (m *Message) clone() *Message {
