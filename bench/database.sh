@@ -26,12 +26,17 @@ BENCHTIME=${BENCHTIME:-2s}
 case "${1:-}" in -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; "") ;; *) echo "database.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;; esac
 
 out=$(mktemp)
-trap 'rm -f "$out" "$out.bin"' EXIT
+trap 'rm -f "$out" "$out.bin" "$out.round"' EXIT
 go test -c -o "$out.bin" ./database >/dev/null
 for r in $(seq 1 "$ROUNDS"); do
 	echo "round $r/$ROUNDS ($(cut -d' ' -f1-3 /proc/loadavg) load)" >&2
-	SHOAL_TEST_SERVICES=required "$out.bin" -test.run '^$' -test.bench '^Benchmark(Postgres|ReplicaRead)$' -test.benchtime "$BENCHTIME" -test.benchmem 2>/dev/null |
-		grep -E '^Benchmark(Postgres|ReplicaRead)/' | sed -E 's/^Benchmark[A-Za-z]+\///' >>"$out"
+	if ! SHOAL_TEST_SERVICES=required "$out.bin" -test.run '^$' -test.bench '^Benchmark(Postgres|ReplicaRead)$' \
+		-test.benchtime "$BENCHTIME" -test.benchmem >"$out.round" 2>&1; then
+		echo "database.sh: the benchmarks failed in round $r:" >&2
+		tail -20 "$out.round" >&2
+		exit 1
+	fi
+	grep -E '^Benchmark(Postgres|ReplicaRead)/' "$out.round" | sed -E 's/^Benchmark[A-Za-z]+\///' >>"$out"
 done
 
 # name → median ns/op
@@ -51,12 +56,12 @@ for loop in select insert tx; do
 	done
 	echo "$row |"
 done
-ns=${NS[replica/shoal]:-}; anchor=${NS[replica/dbresolver]:-}
+rns=${NS[replica/shoal]:-}; ranchor=${NS[replica/dbresolver]:-}
 echo
 echo "| reads with a replica | shoal (checked, lag-bounded, read-your-writes) | dbresolver-style static split |"
 echo "|---|---:|---:|"
 fmt() { if [ -z "$1" ]; then echo -; else awk -v n="$1" 'BEGIN {printf "%.0f/s (%.1f µs)", 1e9/n, n/1000}'; fi; }
-echo "| SELECT \$1::int | $(fmt "$ns") | $(fmt "$anchor") |"
+echo "| SELECT \$1::int | $(fmt "$rns") | $(fmt "$ranchor") |"
 echo
 echo "median of $ROUNDS rounds of $BENCHTIME each, 8 callers, pools of 8; $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); PostgreSQL $(psql -XAtc 'SHOW server_version' -h 127.0.0.1 -U postgres test 2>/dev/null || echo '?')"
 echo
@@ -69,6 +74,6 @@ for loop in select insert tx; do
 		fi
 	done
 done
-if [ -n "$ns" ] && [ -n "$anchor" ]; then
-	echo "ratio shoal/dbresolver replica_select = $(awk -v a="$anchor" -v o="$ns" 'BEGIN {printf "%.2f", a/o}')"
+if [ -n "$rns" ] && [ -n "$ranchor" ]; then
+	echo "ratio shoal/dbresolver replica_select = $(awk -v a="$ranchor" -v o="$rns" 'BEGIN {printf "%.2f", a/o}')"
 fi

@@ -58,24 +58,63 @@ const example = "mongodb://user:password@host:27017/name"
 // one sentence naming the database with its password masked: database.ErrBadURL,
 // database.ErrUnreachable or database.ErrAuth.
 func Open(ctx context.Context, cfg config.Database) (*Client, error) {
+	c := &Client{name: database.Redact(cfg.URL)}
+	c.stats.acquire = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "shoal_db_pool_acquire_seconds", Help: "Time from asking for a connection to getting one.",
+		ConstLabels: prometheus.Labels{"database": "mongodb", "pool": "primary"},
+		Buckets:     prometheus.ExponentialBuckets(0.00001, 4, 11),
+	})
+	p, err := parse(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts := p.opts.SetPoolMonitor(&event.PoolMonitor{Event: c.poolEvent})
+	if opts.MaxPoolSize != nil {
+		c.max = int(*opts.MaxPoolSize)
+	}
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, errorf(database.ErrBadURL, "database %s cannot be used (%s); write it as %s", c.name, maskErr(err, p.url), example)
+	}
+	c.client, c.db = client, client.Database(p.dbName)
+	pctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	if err := c.PingContext(pctx); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return c, nil
+}
+
+// parsed is a database block checked and turned into the driver's options.
+type parsed struct {
+	opts    *options.ClientOptions
+	url     *url.URL
+	dbName  string
+	timeout time.Duration
+}
+
+// parse checks cfg and applies the pool settings to the driver's options, without connecting
+// (a mongodb+srv:// URL is looked up in DNS, as the driver does).
+func parse(cfg config.Database) (parsed, error) {
 	raw := cfg.URL
 	name := database.Redact(raw)
 	if raw == "" {
-		return nil, errorf(database.ErrBadURL, "database.url is empty; set it (or DATABASE_URL), e.g. %s", example)
+		return parsed{}, errorf(database.ErrBadURL, "database.url is empty; set it (or DATABASE_URL), e.g. %s", example)
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "mongodb" && u.Scheme != "mongodb+srv") {
-		return nil, errorf(database.ErrBadURL, "database %s is not a mongodb:// or mongodb+srv:// URL; write it as %s", name, example)
+		return parsed{}, errorf(database.ErrBadURL, "database %s is not a mongodb:// or mongodb+srv:// URL; write it as %s", name, example)
 	}
 	if len(cfg.ReadReplicas) > 0 {
-		return nil, errorf(database.ErrBadURL, "database %s is MongoDB, which routes reads to replicas itself; list the replica set's hosts in database.url with readPreference=secondaryPreferred (and maxStalenessSeconds), and remove database.read_replicas", name)
+		return parsed{}, errorf(database.ErrBadURL, "database %s is MongoDB, which routes reads to replicas itself; list the replica set's hosts in database.url with readPreference=secondaryPreferred (and maxStalenessSeconds), and remove database.read_replicas", name)
 	}
 	dbName := strings.TrimPrefix(u.Path, "/")
 	if dbName == "" {
 		dbName = cfg.Name
 	}
 	if dbName == "" {
-		return nil, errorf(database.ErrBadURL, "database %s names no database; add it to the path, as in %s", name, example)
+		return parsed{}, errorf(database.ErrBadURL, "database %s names no database; add it to the path, as in %s", name, example)
 	}
 	if u.User == nil && cfg.User != "" {
 		u.User = url.UserPassword(cfg.User, cfg.Password)
@@ -90,13 +129,7 @@ func Open(ctx context.Context, cfg config.Database) (*Client, error) {
 		}
 		return false
 	}
-	c := &Client{name: name}
-	c.stats.acquire = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "shoal_db_pool_acquire_seconds", Help: "Time from asking for a connection to getting one.",
-		ConstLabels: prometheus.Labels{"database": "mongodb", "pool": "primary"},
-		Buckets:     prometheus.ExponentialBuckets(0.00001, 4, 11),
-	})
-	opts := options.Client().ApplyURI(raw).SetPoolMonitor(&event.PoolMonitor{Event: c.poolEvent})
+	opts := options.Client().ApplyURI(raw)
 	if !has("maxPoolSize") && cfg.MaxConnections > 0 {
 		opts.SetMaxPoolSize(uint64(cfg.MaxConnections))
 	}
@@ -117,23 +150,9 @@ func Open(ctx context.Context, cfg config.Database) (*Client, error) {
 		opts.SetServerSelectionTimeout(timeout)
 	}
 	if err := opts.Validate(); err != nil {
-		return nil, errorf(database.ErrBadURL, "database %s cannot be used (%s); write it as %s", name, maskErr(err, u), example)
+		return parsed{}, errorf(database.ErrBadURL, "database %s cannot be used (%s); write it as %s", name, maskErr(err, u), example)
 	}
-	if opts.MaxPoolSize != nil {
-		c.max = int(*opts.MaxPoolSize)
-	}
-	client, err := mongo.Connect(opts)
-	if err != nil {
-		return nil, errorf(database.ErrBadURL, "database %s cannot be used (%s); write it as %s", name, maskErr(err, u), example)
-	}
-	c.client, c.db = client, client.Database(dbName)
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := c.PingContext(pctx); err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	return c, nil
+	return parsed{opts: opts, url: u, dbName: dbName, timeout: timeout}, nil
 }
 
 // maskErr is the driver's message with the URL's password taken out.
