@@ -73,7 +73,11 @@ func New(d Driver, opts Options) (*Bus, error) {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	b := &Bus{d: d, name: d.Name(), opts: opts, maxPayload: d.MaxPayload(), m: newMetrics(opts.Registerer),
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("messaging: %w; is another collector registered under a shoal_messaging_ name?", err)
+	}
+	b := &Bus{d: d, name: d.Name(), opts: opts, maxPayload: d.MaxPayload(), m: m,
 		tracer: tp.Tracer("github.com/shoal-sh/shoal/messaging"), prop: opts.Propagator, log: opts.Logger,
 		clock: opts.Clock, subs: map[*Subscription]struct{}{}}
 	b.published = b.m.published.WithLabelValues(b.name)

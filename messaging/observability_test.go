@@ -141,3 +141,31 @@ func TestBus_DrainTimeoutCancelsHandlers(t *testing.T) {
 		t.Fatalf("Publish after Close = %v", err)
 	}
 }
+
+// TestBus_MetricNameTaken: a registry holding another collector under one of the Bus's
+// names with other labels makes New fail with an error, not panic; two Buses share one.
+func TestBus_MetricNameTaken(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	one, err := messaging.NewMemory(messaging.Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	two, err := messaging.NewMemory(messaging.Options{Registerer: reg})
+	if err != nil {
+		t.Fatalf("a second Bus on the same registry: %v", err)
+	}
+	defer two.Close()
+
+	taken := prometheus.NewRegistry()
+	taken.MustRegister(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shoal_messaging_published_total", Help: "not shoal's"}, []string{"queue"}))
+	b, err := messaging.NewMemory(messaging.Options{Registerer: taken})
+	if err == nil {
+		b.Close()
+		t.Fatal("NewMemory on a registry whose shoal_messaging_published_total has other labels succeeded; want an error")
+	}
+	if !strings.Contains(err.Error(), "shoal_messaging_published_total") {
+		t.Errorf("error %q does not name the metric", err)
+	}
+	t.Log(err)
+}
