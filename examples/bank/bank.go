@@ -148,7 +148,9 @@ func NewBank(ctx context.Context, db *database.DB, logger *slog.Logger) (*Bank, 
 	p := accountsProjection(db)
 	var pr *cqrs.Projector
 	store, err := sqlstore.New(ctx, db, sqlstore.Options{Logger: logger, Inline: []sqlstore.InlineProjection{
-		func(ctx context.Context, tx *sql.Tx, evs []eventstore.RecordedEvent) error { return pr.ApplyTx(ctx, tx, evs) },
+		func(ctx context.Context, tx *sql.Tx, evs []eventstore.RecordedEvent) error {
+			return pr.ApplyTx(ctx, tx, evs)
+		},
 	}})
 	if err != nil {
 		return nil, err
