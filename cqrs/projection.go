@@ -207,7 +207,22 @@ func (pr *Projector) Run(ctx context.Context) error {
 			continue
 		}
 		if caughtUp {
-			if err := pr.store.WaitForAppend(ctx, pos); err != nil && ctx.Err() == nil {
+			if pr.rebuildRequested(ctx) {
+				if _, err := pr.Rebuild(ctx); err != nil && ctx.Err() == nil {
+					pr.opts.Logger.Warn("projection rebuild asked for failed", "projection", pr.p.Name, "error", err)
+				} else if err == nil {
+					pr.opts.Logger.Info("projection rebuilt as asked", "projection", pr.p.Name)
+				}
+				continue
+			}
+			// Wake at least every second to see a rebuild request.
+			wctx, cancel := context.WithTimeout(ctx, time.Second)
+			err := pr.store.WaitForAppend(wctx, pos)
+			cancel()
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				continue
+			}
+			if err != nil && ctx.Err() == nil {
 				if errors.Is(err, eventstore.ErrClosed) {
 					return err
 				}
@@ -331,6 +346,35 @@ func (pr *Projector) Rebuild(ctx context.Context) (eventstore.Position, error) {
 		return 0, fmt.Errorf("cqrs: rebuilding %s: swapping in the rebuilt table: %w", pr.p.Name, err)
 	}
 	return pos, nil
+}
+
+// rebuildRequested reports whether a rebuild was asked for since the last one.
+func (pr *Projector) rebuildRequested(ctx context.Context) bool {
+	var asked, done int64
+	err := pr.db.QueryRowContext(ctx, "SELECT rebuild_requested_ns, rebuilt_ns FROM shoal_projections WHERE name = $1", pr.p.Name).Scan(&asked, &done)
+	return err == nil && asked > done
+}
+
+// RequestRebuild asks the running Projectors of projection name (in the read-model
+// database db) to rebuild it; one of them does within about a second. It returns an error
+// naming the known projections when name is not one of them.
+func RequestRebuild(ctx context.Context, db *database.DB, name string) error {
+	if err := MigrateProjections(ctx, db); err != nil {
+		return err
+	}
+	res, err := db.ExecContext(ctx, "UPDATE shoal_projections SET rebuild_requested_ns = $1 WHERE name = $2", time.Now().UnixNano(), name)
+	if err != nil {
+		return fmt.Errorf("cqrs: asking for a rebuild of %s: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		ps, _ := ListProjections(ctx, db)
+		var names []string
+		for _, p := range ps {
+			names = append(names, p.Name)
+		}
+		return fmt.Errorf("cqrs: no projection %q in this database (known: %v); a projection is known once a Projector for it has run", name, names)
+	}
+	return nil
 }
 
 // ProjectionInfo describes a projection's checkpoint.

@@ -253,3 +253,32 @@ func TestProjectorBadInput(t *testing.T) {
 		t.Error("a projection without Apply was accepted")
 	}
 }
+
+// TestRequestRebuild: a rebuild asked for from outside (the CLI) is done by the running
+// projector.
+func TestRequestRebuild(t *testing.T) {
+	db, s := openStore(t, databasetest.SQLiteURL(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, err := cqrs.NewProjector(ctx, db, s, balances(-1), cqrs.ProjectorOptions{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		deposit(t, s, i%2, 3)
+	}
+	go pr.Run(ctx)
+	if err := cqrs.RequestRebuild(ctx, db, "nope"); err == nil || !strings.Contains(err.Error(), `known: [balances]`) {
+		t.Fatalf("unknown projection: %v", err)
+	}
+	if err := cqrs.RequestRebuild(ctx, db, "balances"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the rebuild", func() bool {
+		ps, err := cqrs.ListProjections(ctx, db)
+		return err == nil && len(ps) == 1 && !ps[0].Rebuilt.IsZero()
+	})
+	if got, want := readModel(t, db), fold(t, s); !equalModels(got, want) {
+		t.Fatalf("rebuilt %v, fold %v", got, want)
+	}
+}
