@@ -13,6 +13,11 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 build: ## Build the shoal binary into bin/shoal (stripped, with the git version)
 	$(GO) build -trimpath -ldflags "-s -w -X github.com/shoal-sh/shoal/internal/cli.Version=$(VERSION)" -o bin/shoal ./cmd/shoal
 
+.PHONY: install
+install: ## Install shoal into $(go env GOBIN), else $(go env GOPATH)/bin, with the git version
+	$(GO) install -ldflags "-X github.com/shoal-sh/shoal/internal/cli.Version=$(VERSION)" ./cmd/shoal
+	@bin=$$($(GO) env GOBIN); echo "installed $${bin:-$$($(GO) env GOPATH | cut -d: -f1)/bin}/shoal"
+
 .PHONY: test
 test: ## Run every test (services skip when down unless SHOAL_TEST_SERVICES=required)
 	$(GO) test -race -timeout 20m $(PKG)
