@@ -98,7 +98,7 @@ func TestCrash_WorkerSIGKILLed100Times(t *testing.T) {
 	}
 	kills := 100
 	if raceEnabled {
-		kills = 30 // a race-built child starts several times slower; 100 kills run without -race
+		kills = 15 // a race-built child starts several times slower; 100 kills run without -race
 	}
 	if s := os.Getenv("SHOAL_JOBS_KILLS"); s != "" {
 		n, err := strconv.Atoi(s)

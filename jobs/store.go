@@ -449,9 +449,11 @@ func (s *store) complete(ctx context.Context, worker string, now int64, batch []
 		for i, d := range batch {
 			ids[i], atts[i] = d.id, int32(d.attempt)
 		}
+		// id = ANY keeps the plan on the primary key whatever the statistics say (a join with
+		// unnest was planned as a nested loop over the running rows: quadratic).
 		return s.writer().exec(ctx, `UPDATE shoal_jobs j SET `+set+`
-			FROM unnest($2::bigint[], $3::int[]) AS c(id, attempt)
-			WHERE j.id = c.id AND j.attempt = c.attempt AND j.state = 'running' AND j.worker = $4`, now, ids, atts, worker)
+			WHERE j.id = ANY($2::bigint[]) AND j.state = 'running' AND j.worker = $4
+			AND j.attempt = ($3::int[])[array_position($2::bigint[], j.id)]`, now, ids, atts, worker)
 	}
 	var b strings.Builder
 	for i, d := range batch {

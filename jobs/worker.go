@@ -515,25 +515,36 @@ func (r *runner2) completer() {
 	batch := make([]done, 0, c.opts.CompleteBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	// Up to 4 batches are recorded at once, so one slow statement does not hold up the others.
+	inflight := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	flush := func() {
 		if len(batch) == 0 {
 			return
 		}
-		for try := 0; ; try++ {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			n, err := c.st.complete(ctx, c.id, c.now().UnixMilli(), batch)
-			cancel()
-			if err == nil {
-				c.stats.completedBatch(batch, n)
-				break
+		b := batch
+		batch = make([]done, 0, c.opts.CompleteBatch)
+		inflight <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-inflight }()
+			for try := 0; ; try++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				n, err := c.st.complete(ctx, c.id, c.now().UnixMilli(), b)
+				cancel()
+				if err == nil {
+					c.stats.completedBatch(b, n)
+					return
+				}
+				if try >= 4 {
+					c.log.Error("jobs: recording completed jobs failed; they will be rescued and run again", "jobs", len(b), "err", err)
+					return
+				}
+				time.Sleep(time.Duration(50<<try) * time.Millisecond)
 			}
-			if try >= 4 {
-				c.log.Error("jobs: recording completed jobs failed; they will be rescued and run again", "jobs", len(batch), "err", err)
-				break
-			}
-			time.Sleep(time.Duration(50<<try) * time.Millisecond)
-		}
-		batch = batch[:0]
+		}()
 	}
 	for {
 		select {
