@@ -146,7 +146,9 @@ func main() {
 		check(err)
 		defer os.RemoveAll(dir)
 		for _, mk := range []func() (system, error){
-			func() (system, error) { return newShoal(ctx, "shoal", "sqlite://"+filepath.Join(dir, "shoal.db"), 100, 50*time.Millisecond) },
+			func() (system, error) {
+				return newShoal(ctx, "shoal", "sqlite://"+filepath.Join(dir, "shoal.db"), 100, 50*time.Millisecond)
+			},
 			func() (system, error) { return newRiverSQLite(ctx, filepath.Join(dir, "river.db")) },
 		} {
 			s := must(mk())
