@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shoal-sh/shoal/autoscale"
+	"github.com/shoal-sh/shoal/discovery"
 )
 
 // Fleet is what the admin API operates: the local fleet under `shoal up` implements it.
@@ -60,6 +61,11 @@ type Status struct {
 	Checks    []CheckStatus        `json:"checks"`
 	Events    []Event              `json:"events"` // recent scaling events, newest first
 	Started   time.Time            `json:"started"`
+	// Discovery says where the proxy's instance set comes from, when it last changed, and
+	// the source's error while the last good set stays in use; nil when not tracked.
+	Discovery *discovery.SourceStatus `json:"discovery,omitempty"`
+	// Registry is where the fleet registers its instances (etcd, consul, dns); empty for none.
+	Registry string `json:"registry,omitempty"`
 }
 
 // Instance states.

@@ -12,20 +12,21 @@ import (
 type SourceStatus struct {
 	// Source describes where the set comes from, e.g. "etcd 127.0.0.1:2379
 	// /shoal/services/api".
-	Source string
+	Source string `json:"source"`
 	// Instances is the number of instances in the last good set, draining
 	// ones included; Draining counts those.
-	Instances, Draining int
+	Instances int `json:"instances"`
+	Draining  int `json:"draining"`
 	// Synced is false until the first set has arrived.
-	Synced bool
+	Synced bool `json:"synced"`
 	// Changed is when the last good set last changed (the first set counts
 	// as a change); zero before it.
-	Changed time.Time
+	Changed time.Time `json:"changed"`
 	// Error is the source's latest error while it lasts: empty once a set
 	// arrives after it. The last good set stays in use meanwhile.
-	Error string
+	Error string `json:"error,omitempty"`
 	// ErrorSince is when the current run of errors began; zero without one.
-	ErrorSince time.Time
+	ErrorSince time.Time `json:"error_since,omitzero"`
 }
 
 // Tracker passes on the events of a provider while recording a

@@ -66,6 +66,15 @@ type Options struct {
 	// from its instances' samples and History averaged over that interval, when the
 	// configuration enables autoscaling with target fleet. It needs History.
 	Autoscale bool
+	// Registrar, when set, also registers every ready instance in the registry of
+	// scaling.service_discovery (etcd, consul, dns), at AdvertiseHost (default 127.0.0.1), and
+	// takes it out on scale-down or shutdown: drain, wait drain_timeout, deregister. Registry
+	// describes it for logs. The fleet does not close it.
+	Registrar     discovery.Registrar
+	AdvertiseHost string
+	Registry      string
+	// Discovery is the tracked source the proxy watches, for the status; nil for none.
+	Discovery *discovery.Tracker
 }
 
 // HealthChecks is the health-check registry the admin API toggles.
@@ -107,6 +116,7 @@ type Fleet struct {
 	inputs     *autoscaleInputs      // per-instance samples for the autoscaler
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
+	remote     remote // registrations with Options.Registrar
 }
 
 var _ admin.Fleet = (*Fleet)(nil)
@@ -385,6 +395,7 @@ func (f *Fleet) stopInstances(victims []*instance) {
 func (f *Fleet) register(in *instance, port int) {
 	f.set.Add(discovery.Instance{ID: in.id, URL: &url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(port)},
 		Weight: 1, Meta: map[string]string{"instance": in.id}})
+	f.registerRemote(in.id, port)
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
 		for _, u := range f.proxy.Status() {
 			if u.ID == in.id && !u.Draining {
@@ -395,7 +406,11 @@ func (f *Fleet) register(in *instance, port int) {
 	f.log.Warn("the proxy has not picked up the instance yet", "instance", in.id)
 }
 
-func (f *Fleet) deregister(in *instance) { f.set.Remove(in.id) }
+// deregister takes an instance that died out of the set and the registry at once.
+func (f *Fleet) deregister(in *instance) {
+	f.set.Remove(in.id)
+	f.deregisterRemote(in.id)
+}
 
 // awaitDeregistered waits (briefly) until the proxy has applied the removal of id from the
 // set: it shows the instance draining, or no longer at all.
@@ -461,6 +476,11 @@ func (f *Fleet) Status(ctx context.Context) admin.Status {
 		Algorithm: f.cfg.Scaling.LoadBalancer.Algorithm,
 		ProxyURL:  f.opts.ProxyURL,
 		Started:   f.started,
+		Registry:  f.opts.Registry,
+	}
+	if f.opts.Discovery != nil {
+		d := f.opts.Discovery.Status()
+		s.Discovery = &d
 	}
 	ins := append([]*instance(nil), f.instances...)
 	for i := len(f.events) - 1; i >= 0 && len(s.Events) < 20; i-- {

@@ -355,7 +355,11 @@ func (in *instance) shutdown(wasReady bool) {
 	if wasReady {
 		in.setState(admin.StateDraining)
 		in.report(admin.StateDraining, "draining: out of rotation, in-flight requests finishing (drain_timeout "+sh.DrainTimeout.String()+")")
-		f.deregister(in)
+		// With a registry: mark it draining there first (the seed's deregister_instance), so
+		// that every proxy watching it stops sending new requests; deregister after drain_timeout.
+		drainBegan := time.Now()
+		f.drainRemote(in.id)
+		f.set.Remove(in.id)
 		// Drain only once the proxy has seen the removal: a membership snapshot still on its
 		// way, taken before it, would add the drained instance back.
 		f.awaitDeregistered(in.id)
@@ -364,6 +368,8 @@ func (in *instance) shutdown(wasReady bool) {
 			f.log.Warn("drain timeout passed; stopping the instance with requests in flight", "instance", in.id, "err", err)
 		}
 		cancel()
+		f.waitDrainTimeout(drainBegan)
+		f.deregisterRemote(in.id)
 	}
 	in.setState(admin.StateStopping)
 	in.signal(syscall.SIGTERM)

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,7 +21,7 @@ import (
 
 	"github.com/shoal-sh/shoal/config"
 	"github.com/shoal-sh/shoal/discovery"
-	"github.com/shoal-sh/shoal/discovery/dns"
+	_ "github.com/shoal-sh/shoal/discovery/backends" // every scaling.service_discovery.method
 	"github.com/shoal-sh/shoal/proxy"
 )
 
@@ -32,8 +33,10 @@ func (a *app) proxyCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "proxy [-f FILE] [--env NAME] [--listen ADDR]",
 		Short: "Run shoal's load-balancing proxy in front of the configured instances",
-		Long: `Run shoal's load-balancing reverse proxy on its own, over static or dns service discovery:
-requests go to healthy instances by scaling.load_balancer.algorithm, with active and passive health
+		Long: `Run shoal's load-balancing reverse proxy on its own, over the configured service discovery
+(static, dns, consul, kubernetes or etcd; a registry that cannot be reached at start leaves the
+proxy with no instances and a warning until it answers, and during an outage the last good set
+stays in use): requests go to healthy instances by scaling.load_balancer.algorithm, with active and passive health
 checks, a circuit breaker per instance, retries within a budget, and a graceful drain on SIGTERM
 (scaling.instances.shutdown.drain_timeout). Prometheus metrics are served on --metrics-listen
 (default admin.listen) at /metrics; set METRICS_TOKEN to require it as a bearer token.`,
@@ -57,7 +60,7 @@ checks, a circuit breaker per instance, retries within a budget, and a graceful 
 				}
 				defer stopProfiling()
 			}
-			provider, err := discoveryProvider(c)
+			provider, err := discoveryProvider(c, log)
 			if err != nil {
 				return err
 			}
@@ -80,6 +83,7 @@ checks, a circuit breaker per instance, retries within a budget, and a graceful 
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			go p.Watch(ctx, provider)
+			go logDiscovery(ctx, provider, log)
 
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
@@ -91,12 +95,17 @@ checks, a circuit breaker per instance, retries within a budget, and a graceful 
 				return fmt.Errorf("cannot listen for metrics on %s: %w; pick another with --metrics-listen or admin.listen", metricsListen, err)
 			}
 			token, _ := a.getenv("METRICS_TOKEN")
-			msrv := &http.Server{Handler: metricsMux(reg, token, p), ReadHeaderTimeout: 10 * time.Second}
+			mux := metricsMux(reg, token, p)
+			mux.HandleFunc("/discovery", func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(w).Encode(provider.Status())
+			})
+			msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 			go msrv.Serve(mln)
 			defer msrv.Close()
 
 			log.Info("proxy listening", "addr", ln.Addr().String(), "algorithm", c.Scaling.LoadBalancer.Algorithm,
-				"discovery", c.Scaling.ServiceDiscovery.Method, "metrics", "http://"+mln.Addr().String()+"/metrics")
+				"discovery", provider.Status().Source, "metrics", "http://"+mln.Addr().String()+"/metrics")
 			err = p.Serve(ctx, ln, so)
 			if err != nil {
 				return err
@@ -138,7 +147,7 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 }
 
 // metricsMux serves /metrics (behind METRICS_TOKEN when set) and /healthz.
-func metricsMux(reg *prometheus.Registry, token string, p *proxy.Proxy) http.Handler {
+func metricsMux(reg *prometheus.Registry, token string, p *proxy.Proxy) *http.ServeMux {
 	mux := http.NewServeMux()
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -163,18 +172,38 @@ func metricsMux(reg *prometheus.Registry, token string, p *proxy.Proxy) http.Han
 	return mux
 }
 
-// discoveryProvider returns the instance source the configuration selects.
-func discoveryProvider(c *config.Config) (discovery.Provider, error) {
+// discoveryProvider returns the instance source the configuration selects,
+// tracked for the status of /discovery.
+func discoveryProvider(c *config.Config, log *slog.Logger) (*discovery.Tracker, error) {
 	sd := c.Scaling.ServiceDiscovery
-	switch sd.Method {
-	case config.DiscoveryStatic:
-		if len(sd.Static.Instances) == 0 {
-			return nil, errors.New("static discovery lists no instances; add scaling.service_discovery.static.instances (url and weight), or run `shoal up` to start instances")
+	if sd.Method == config.DiscoveryStatic && len(sd.Static.Instances) == 0 {
+		return nil, errors.New("static discovery lists no instances; add scaling.service_discovery.static.instances (url and weight), or run `shoal up` to start instances")
+	}
+	return discovery.NewProvider(c, discovery.BackendOptions{Logger: log})
+}
+
+// logDiscovery logs where the instances come from once they first arrive,
+// and when the source recovers after an error (proxy.Watch logs the errors).
+func logDiscovery(ctx context.Context, t *discovery.Tracker, log *slog.Logger) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var last discovery.SourceStatus
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
-		return discovery.Static(sd.Static)
-	case config.DiscoveryDNS:
-		return dns.New(dns.FromConfig(sd))
-	default:
-		return nil, fmt.Errorf("`shoal proxy` supports static and dns discovery; scaling.service_discovery.method is %q", sd.Method)
+		st := t.Status()
+		switch {
+		case st.Synced && !last.Synced:
+			log.Info("service discovery synced", "source", st.Source, "instances", st.Instances)
+		case last.Error != "" && st.Error == "":
+			log.Info("service discovery recovered", "source", st.Source, "instances", st.Instances)
+		case !st.Synced && st.Error != "" && last.Error == "":
+			log.Warn("service discovery cannot read the registry at start; serving no instances until it answers",
+				"source", st.Source, "err", st.Error)
+		}
+		last = st
 	}
 }

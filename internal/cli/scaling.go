@@ -270,6 +270,7 @@ func printStatus(out io.Writer, st admin.Status, now time.Time) {
 	fmt.Fprintf(w, "instances\t%d desired, %d ready (min %d, max %d); autoscaling %s\n", st.Desired, st.Ready, st.Min, st.Max, auto)
 	printAutoscaling(w, st) // autoscale.go
 	fmt.Fprintf(w, "proxy\t%s (%s)\n", orDash(st.ProxyURL), orDash(st.Algorithm))
+	printDiscovery(w, st, now) // up_discovery.go
 	if !st.Started.IsZero() {
 		fmt.Fprintf(w, "up since\t%s (%s)\n", st.Started.Local().Format("2006-01-02 15:04:05"), roundDur(now.Sub(st.Started)))
 	}

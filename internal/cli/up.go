@@ -84,15 +84,15 @@ func (a *app) up(ctx context.Context, c *config.Config, debug, quiet bool) error
 	}
 	defer p.Close()
 
-	// The proxy routes to the fleet's instances, plus any static ones the config lists.
+	// The proxy routes to the fleet's instances, plus any static ones the config lists, plus
+	// those of the registry the fleet registers in (other hosts' instances).
 	set := discovery.NewSet()
-	var provider discovery.Provider = set
-	if len(c.Scaling.ServiceDiscovery.Static.Instances) > 0 {
-		static, err := discovery.Static(c.Scaling.ServiceDiscovery.Static)
-		if err != nil {
-			return err
-		}
-		provider = discovery.Merge(set, static)
+	provider, registrar, registry, err := upDiscovery(c, set, log)
+	if err != nil {
+		return err
+	}
+	if registrar != nil {
+		defer registrar.Close() // after the fleet has deregistered its instances
 	}
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
@@ -145,6 +145,7 @@ func (a *app) up(ctx context.Context, c *config.Config, debug, quiet bool) error
 		Command: command.Args, Dir: command.Dir, StateDir: stateDir, Proxy: p, Instances: set,
 		Logger: log, Output: out.writer(), History: history, Checks: checks, ProxyURL: reachURL(ln.Addr().String()),
 		Autoscale: c.Observability.AutoScaling.Enabled, Env: append(natsEnv, a.embeddedDatabase(c)...),
+		Registrar: registrar, Registry: registry, AdvertiseHost: c.Scaling.ServiceDiscovery.AdvertiseAddress, Discovery: provider,
 	})
 	if err != nil {
 		ln.Close()
