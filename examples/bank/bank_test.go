@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-sh/shoal/config"
 	"github.com/shoal-sh/shoal/database/databasetest"
+	"github.com/shoal-sh/shoal/jobs"
+	"github.com/shoal-sh/shoal/messaging"
 )
 
 func call(t testing.TB, base, method, path, body string) (int, map[string]any) {
@@ -29,17 +32,41 @@ func call(t testing.TB, base, method, path, body string) (int, map[string]any) {
 	return resp.StatusCode, v
 }
 
-// instances starts n bank instances on one database, as shoal up runs them.
+// instances starts n bank instances on one database and one broker, as shoal up runs them:
+// each with its outbox relay, its member of the consumer group and its job workers.
 func instances(t *testing.T, url string, n int) []string {
+	bus, err := messaging.NewMemory(messaging.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bus.Close() })
 	var out []string
-	for range n {
+	for i := range n {
 		db := databasetest.Open(t, databasetest.Config(url))
-		b, err := NewBank(context.Background(), db, slog.New(slog.DiscardHandler))
+		jc := config.Jobs{Enabled: true, Workers: 2, MaxRetries: 3, RetryDelay: config.Duration(50 * time.Millisecond),
+			PollInterval: config.Duration(20 * time.Millisecond)}
+		b, err := NewBank(context.Background(), db, bus, jobs.Options{Config: jc, WorkerID: fmt.Sprintf("test-%d", i)}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { b.Store.Close() })
-		srv := httptest.NewServer(b.Handler())
+		ctx, cancel := context.WithCancel(context.Background())
+		relayed := make(chan struct{})
+		go func() { defer close(relayed); b.Outbox.Run(ctx) }()
+		sub, err := b.Subscribe(ctx, bus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Jobs.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			b.Jobs.Stop(context.Background())
+			sub.Close()
+			cancel()
+			<-relayed
+			b.Close()
+		})
+		srv := httptest.NewServer(b.Handler(fmt.Sprintf("test-%d", i)))
 		t.Cleanup(srv.Close)
 		out = append(out, srv.URL)
 	}
