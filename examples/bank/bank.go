@@ -241,7 +241,9 @@ func NewBank(ctx context.Context, db *database.DB, pub messaging.Publisher, jobs
 	toOutbox := cqrs.OutboxInline(ob, func(eventstore.RecordedEvent) string { return AlertTopic })
 	var pr *cqrs.Projector
 	store, err := sqlstore.New(ctx, db, sqlstore.Options{Logger: logger, Inline: []sqlstore.InlineProjection{
-		func(ctx context.Context, tx *sql.Tx, evs []eventstore.RecordedEvent) error { return pr.ApplyTx(ctx, tx, evs) },
+		func(ctx context.Context, tx *sql.Tx, evs []eventstore.RecordedEvent) error {
+			return pr.ApplyTx(ctx, tx, evs)
+		},
 		func(ctx context.Context, tx *sql.Tx, evs []eventstore.RecordedEvent) error {
 			return toOutbox(ctx, tx, largeWithdrawals(evs))
 		},
