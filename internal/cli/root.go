@@ -112,7 +112,7 @@ autoscaled, or the same service generated for Kubernetes.`,
 	root.SetErr(a.stderr)
 	root.SetIn(a.stdin)
 	root.SetFlagErrorFunc(flagError)
-	root.AddCommand(a.validateCommand(), a.configCommand(), a.initCommand(), a.proxyCommand(), a.upCommand(), a.scalingCommand(), a.generateCommand(), a.versionCommand(), a.autoscaleCommand(), a.messagingCommand(), a.dbCommand())
+	root.AddCommand(a.validateCommand(), a.configCommand(), a.initCommand(), a.proxyCommand(), a.upCommand(), a.scalingCommand(), a.generateCommand(), a.versionCommand(), a.autoscaleCommand(), a.messagingCommand(), a.dbCommand(), a.eventsCommand())
 	a.commandLineHabits(root)
 	return root
 }
