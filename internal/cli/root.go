@@ -113,6 +113,7 @@ autoscaled, or the same service generated for Kubernetes.`,
 	root.SetIn(a.stdin)
 	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(a.validateCommand(), a.configCommand(), a.initCommand(), a.proxyCommand(), a.upCommand(), a.scalingCommand(), a.generateCommand(), a.versionCommand(), a.autoscaleCommand(), a.messagingCommand(), a.dbCommand(), a.eventsCommand())
+	root.AddCommand(a.jobsCommand())
 	a.commandLineHabits(root)
 	return root
 }
