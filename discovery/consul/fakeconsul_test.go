@@ -35,7 +35,7 @@ import (
 // gossip, anti-entropy with the catalog, DeregisterCriticalServiceAfter's
 // reaping, ACL policies beyond one token, and stale reads.
 type fakeConsul struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *httptest.Server
 	token string
 	dc    string
@@ -60,7 +60,7 @@ type fakeService struct {
 	next   time.Time     // of the HTTP check's next probe
 }
 
-func newFakeConsul(t *testing.T, token string) *fakeConsul {
+func newFakeConsul(t testing.TB, token string) *fakeConsul {
 	t.Helper()
 	f := &fakeConsul{t: t, token: token, dc: "dc1", index: 1, changed: make(chan struct{}),
 		services: map[string]*fakeService{}, kv: map[string]*api.KVPair{}}

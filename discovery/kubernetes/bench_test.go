@@ -2,7 +2,9 @@ package kubernetes
 
 import (
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 
@@ -137,4 +139,68 @@ func BenchmarkProviderUpdate_1000In20Slices(b *testing.B) {
 		w.update(versions[i%20][(i/20+1)%2])
 		<-ch
 	}
+}
+
+// BenchmarkSliceToRouted measures the time from an EndpointSlice write (an
+// endpoint turning ready, then not) to a real proxy routing (or no longer
+// routing) to it, through the informer on client-go's FAKE clientset (no API
+// server runs here: the API server's and the network's share is not in it);
+// bench/discovery.sh reports the p99s (target: 100ms).
+func BenchmarkSliceToRouted(b *testing.B) {
+	c := newCluster(b)
+	p, err := New(Options{Namespace: "shop", Service: "api", Port: 8080, Client: c, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	px, err := proxy.New(proxy.Options{Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer px.Close()
+	go px.Watch(b.Context(), p)
+	base := endpoint{addr: "10.1.0.1", ready: true, serving: true, pod: "api-base"}
+	c.put(b, endpointSlice("shop", "api-bench", "api", map[string]int32{"http": 8080}, base))
+	waitRouting(b, px, "http://10.1.0.1:8080", true)
+	var up, down []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		e := endpoint{addr: fmt.Sprintf("10.2.%d.%d", i/250%250, i%250+1), ready: true, serving: true, pod: fmt.Sprintf("api-%d", i)}
+		id := "http://" + e.addr + ":8080"
+		began := time.Now()
+		c.put(b, endpointSlice("shop", "api-bench", "api", map[string]int32{"http": 8080}, base, e))
+		waitRouting(b, px, id, true)
+		up = append(up, time.Since(began))
+		began = time.Now()
+		c.put(b, endpointSlice("shop", "api-bench", "api", map[string]int32{"http": 8080}, base))
+		waitRouting(b, px, id, false)
+		down = append(down, time.Since(began))
+	}
+	b.ReportMetric(p99ms(up), "p99-register-ms")
+	b.ReportMetric(p99ms(down), "p99-deregister-ms")
+}
+
+func waitRouting(b *testing.B, px *proxy.Proxy, id string, want bool) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		routed := false
+		for _, u := range px.Status() {
+			routed = routed || (u.ID == id && !u.Draining)
+		}
+		if routed == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s routed=%v after 10s", id, routed)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+func p99ms(ds []time.Duration) float64 {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return float64(s[min(len(s)-1, len(s)*99/100)]) / float64(time.Millisecond)
 }

@@ -30,7 +30,7 @@ type cluster struct {
 	watches []k8swatch.Interface
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	c := &cluster{Clientset: fake.NewClientset()}
 	c.PrependReactor("list", "endpointslices", func(k8stesting.Action) (bool, runtime.Object, error) {
@@ -104,7 +104,7 @@ func endpointSlice(ns, name, service string, ports map[string]int32, eps ...endp
 }
 
 // put creates or updates a slice.
-func (c *cluster) put(t *testing.T, s *discoveryv1.EndpointSlice) {
+func (c *cluster) put(t testing.TB, s *discoveryv1.EndpointSlice) {
 	t.Helper()
 	api := c.DiscoveryV1().EndpointSlices(s.Namespace)
 	if _, err := api.Update(context.Background(), s, metav1.UpdateOptions{}); err == nil {
