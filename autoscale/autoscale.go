@@ -182,7 +182,7 @@ func (a *Autoscaler) Decide(in Input) Decision {
 		up := rule.Action == config.ScaleUp
 		switch {
 		case !ok:
-			r.Note = "no recommendation: no samples"
+			r.Note = "no recommendation: " + in.noSamples(rule.Metric).Error()
 		case up && v <= rule.Threshold, !up && v >= rule.Threshold:
 			r.Note = fmt.Sprintf("not crossed: %s%s", num(v), unit(rule.Metric))
 		case now.Sub(a.ruleFired[i]) < rule.Cooldown && !a.ruleFired[i].IsZero():
@@ -341,13 +341,13 @@ func (s *Settings) targetProposal(in Input, t Target) (proposal, error) {
 	case AverageValue:
 		total, ok := in.Values[t.Metric]
 		if !ok {
-			return proposal{}, errNoSamples
+			return proposal{}, in.noSamples(t.Metric)
 		}
 		return averageValueReplicas(in.Current, total, t.Value, s.Tolerance), nil
 	case Value:
 		v, ok := in.Values[t.Metric]
 		if !ok {
-			return proposal{}, errNoSamples
+			return proposal{}, in.noSamples(t.Metric)
 		}
 		ready := in.Ready()
 		if ready == 0 {
@@ -356,6 +356,14 @@ func (s *Settings) targetProposal(in Input, t Target) (proposal, error) {
 		return valueReplicas(in.Current, ready, v, t.Value, s.Tolerance), nil
 	}
 	return proposal{}, fmt.Errorf("%s cannot be a target", t.Metric)
+}
+
+// noSamples says why a fleet-wide metric has no value in in.
+func (in Input) noSamples(metric string) error {
+	if why, ok := in.Unavailable[metric]; ok {
+		return fmt.Errorf("%w: %s", errNoSamples, why)
+	}
+	return errNoSamples
 }
 
 // fleetValue is the value a rule compares with its threshold: the mean over the counted
@@ -393,7 +401,7 @@ func (s *Settings) fleetValue(in Input, metric string) (float64, bool) {
 // metricValues lists the inputs of an evaluation for the log.
 func (s *Settings) metricValues(in Input) []MetricValue {
 	var out []MetricValue
-	for _, m := range config.Metrics {
+	for _, m := range config.AutoscalingMetrics {
 		v, ok := s.fleetValue(in, m)
 		if !ok {
 			continue

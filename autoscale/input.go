@@ -1,6 +1,9 @@
 package autoscale
 
 import (
+	"context"
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/shoal-sh/shoal/config"
@@ -20,6 +23,83 @@ type Input struct {
 	// active_connections and request_queue_depth as totals over the fleet. A metric without a
 	// sample is left out.
 	Values map[string]float64
+	// Unavailable says why a fleet-wide metric is missing from Values, when its source could
+	// not be read ("the jobs database is unreachable: …"); the decision log shows it.
+	Unavailable map[string]string
+}
+
+// MetricSource supplies fleet-wide metrics that the target does not measure itself: the
+// backlog of package jobs (job_queue_depth), a broker's queue, anything a rule may name.
+// Values are by metric name, in the metric's unit (a total over the fleet for job_queue_depth;
+// the target per instance divides it); a metric without a value is left out. A source is read
+// once per evaluation, as KEDA polls its scalers, so it should answer from a cheap query or a
+// cached gauge. An error leaves the source's metrics out of that evaluation: they recommend
+// nothing and, as the HPA does for a metric it cannot read, keep the others from scaling down.
+type MetricSource interface {
+	// Metrics returns the current values by metric name.
+	Metrics(ctx context.Context) (map[string]float64, error)
+	// Names lists the metrics the source supplies, so that a failure is shown on each.
+	Names() []string
+}
+
+// Gauge is a MetricSource of one metric read by a function, for example job_queue_depth from
+// a jobs client:
+//
+//	autoscale.Gauge(config.MetricJobQueueDepth, func(ctx context.Context) (float64, error) {
+//		n, err := jobsClient.Depth(ctx)
+//		return float64(n), err
+//	})
+func Gauge(metric string, read func(ctx context.Context) (float64, error)) MetricSource {
+	return gauge{metric, read}
+}
+
+type gauge struct {
+	metric string
+	read   func(ctx context.Context) (float64, error)
+}
+
+func (g gauge) Names() []string { return []string{g.metric} }
+
+func (g gauge) Metrics(ctx context.Context) (map[string]float64, error) {
+	v, err := g.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]float64{g.metric: v}, nil
+}
+
+// ReadSources adds what sources supply to in.Values, and for a source that fails, why to
+// in.Unavailable for each of its metrics. A value that is not a finite number, or negative, is
+// left out as unavailable: a broken source must not scale the fleet.
+func ReadSources(ctx context.Context, in *Input, sources []MetricSource) {
+	if len(sources) == 0 {
+		return
+	}
+	if in.Values == nil {
+		in.Values = map[string]float64{}
+	}
+	miss := func(metric, why string) {
+		if in.Unavailable == nil {
+			in.Unavailable = map[string]string{}
+		}
+		in.Unavailable[metric] = why
+	}
+	for _, src := range sources {
+		vs, err := src.Metrics(ctx)
+		if err != nil {
+			for _, m := range src.Names() {
+				miss(m, fmt.Sprintf("its source failed: %v", err))
+			}
+			continue
+		}
+		for m, v := range vs {
+			if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				miss(m, fmt.Sprintf("its source gave %g, which is not a count or a measure", v))
+				continue
+			}
+			in.Values[m] = v
+		}
+	}
 }
 
 // Instance is one instance and its samples, averaged over the interval.

@@ -18,7 +18,8 @@ const (
 	// the HPA's rules.
 	Utilization Kind = iota + 1
 	// AverageValue is a fleet-wide total whose target is per instance (active_connections,
-	// request_queue_depth): the HPA's External metric with an AverageValue target.
+	// request_queue_depth, job_queue_depth): the HPA's External metric with an AverageValue
+	// target.
 	AverageValue
 	// Value is a fleet-wide value compared with the target as is (response_time_p95): the
 	// HPA's Object metric with a Value target.
@@ -30,7 +31,7 @@ func KindOf(metric string) Kind {
 	switch metric {
 	case config.MetricCPUUtilization, config.MetricMemoryUtilization:
 		return Utilization
-	case config.MetricActiveConnections, config.MetricRequestQueueDepth:
+	case config.MetricActiveConnections, config.MetricRequestQueueDepth, config.MetricJobQueueDepth:
 		return AverageValue
 	case config.MetricResponseTimeP95:
 		return Value
@@ -160,6 +161,26 @@ func SettingsFrom(c *config.Config) Settings {
 		}
 	}
 	return s
+}
+
+// Uses lists the metrics the targets and rules read, each once, in the order they are named.
+func (s Settings) Uses() []string {
+	var out []string
+	add := func(m string) {
+		for _, o := range out {
+			if o == m {
+				return
+			}
+		}
+		out = append(out, m)
+	}
+	for _, t := range s.Targets {
+		add(t.Metric)
+	}
+	for _, r := range s.Rules {
+		add(r.Metric)
+	}
+	return out
 }
 
 func behaviorFrom(b config.ScalingBehavior, window time.Duration) Behavior {

@@ -440,11 +440,19 @@ const (
 	MetricActiveConnections = "active_connections"
 	MetricRequestQueueDepth = "request_queue_depth"
 	MetricResponseTimeP95   = "response_time_p95"
+	// MetricJobQueueDepth is the backlog of package jobs: jobs available to run now, over all
+	// queues. Jobs export it themselves (job_queue_depth), so it is not one of Metrics; the
+	// autoscaler scales on it when a rule names it, from the source the fleet is given.
+	MetricJobQueueDepth = "job_queue_depth"
 )
 
 // Metrics lists the scaling metrics shoal knows.
 var Metrics = []string{MetricInstanceCount, MetricCPUUtilization, MetricMemoryUtilization,
 	MetricActiveConnections, MetricRequestQueueDepth, MetricResponseTimeP95}
+
+// AutoscalingMetrics lists the metrics observability.auto_scaling.metrics may name: Metrics
+// and job_queue_depth.
+var AutoscalingMetrics = append(Metrics[:len(Metrics):len(Metrics)], MetricJobQueueDepth)
 
 // ScalingMetrics selects the scaling metrics shoal exports.
 type ScalingMetrics struct {
@@ -530,9 +538,10 @@ const (
 // ScalingRule scales when a metric crosses a threshold: above it for scale_up, below it for scale_down.
 type ScalingRule struct {
 	// Metric watched, one of the scaling metrics. Required.
-	Metric string `yaml:"metric" json:"metric" jsonschema:"enum=instance_count,enum=cpu_utilization_percentage,enum=memory_utilization_percentage,enum=active_connections,enum=request_queue_depth,enum=response_time_p95"`
+	Metric string `yaml:"metric" json:"metric" jsonschema:"enum=instance_count,enum=cpu_utilization_percentage,enum=memory_utilization_percentage,enum=active_connections,enum=request_queue_depth,enum=response_time_p95,enum=job_queue_depth"`
 	// Threshold in the metric's unit: percent for *_percentage (0-100), milliseconds for
-	// response_time_p95, a count per instance for active_connections and request_queue_depth.
+	// response_time_p95, a count per instance for active_connections, request_queue_depth and
+	// job_queue_depth.
 	// Required unless the rule has a target.
 	Threshold float64 `yaml:"threshold" json:"threshold"`
 	// Action: scale_up or scale_down. Required unless the rule has a target.
@@ -544,8 +553,8 @@ type ScalingRule struct {
 	Step int `yaml:"step" json:"step"`
 	// Target, when set, also steers the metric proportionally to this value per instance (the
 	// HPA's formula, as for target_cpu_utilization): percent for *_percentage (1-100), milliseconds
-	// for response_time_p95, a count per instance for active_connections and request_queue_depth.
-	// With a target, threshold and action may be left out. Defaults to 0: no proportional control.
+	// for response_time_p95, a count per instance for active_connections, request_queue_depth and
+	// job_queue_depth. With a target, threshold and action may be left out. Defaults to 0: no proportional control.
 	Target float64 `yaml:"target,omitempty" json:"target,omitempty"`
 }
 

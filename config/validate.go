@@ -295,9 +295,9 @@ func (c *Config) validate(report func(path, msg string)) {
 	for i, rule := range as.Metrics {
 		p := fmt.Sprintf("observability.auto_scaling.metrics[%d]", i)
 		if rule.Metric == "" {
-			bad(p+".metric", "is required; one of %s", oneOf(Metrics))
-		} else if !slices.Contains(Metrics, rule.Metric) {
-			bad(p+".metric", "%q is not a scaling metric shoal measures; use one of %s", rule.Metric, oneOf(Metrics))
+			bad(p+".metric", "is required; one of %s", oneOf(AutoscalingMetrics))
+		} else if !slices.Contains(AutoscalingMetrics, rule.Metric) {
+			bad(p+".metric", "%q is not a scaling metric shoal measures; use one of %s", rule.Metric, oneOf(AutoscalingMetrics))
 		}
 		switch {
 		case rule.Action == "" && rule.Target == 0:

@@ -116,7 +116,7 @@ func (d *Deployment) Observe(ctx context.Context, now time.Time, window time.Dur
 		}
 		in.Instances = append(in.Instances, instance(p, cpu, mem))
 	}
-	for _, m := range []string{config.MetricResponseTimeP95, config.MetricActiveConnections, config.MetricRequestQueueDepth} {
+	for _, m := range []string{config.MetricResponseTimeP95, config.MetricActiveConnections, config.MetricRequestQueueDepth, config.MetricJobQueueDepth} {
 		v, ok, err := d.Metrics.Fleet(ctx, m, window)
 		if err != nil {
 			return autoscale.Input{}, err

@@ -199,6 +199,8 @@ func TestDeployment_Observe(t *testing.T) {
 			return map[string]float64{"": 250}
 		case strings.Contains(q, "shoal_active_connections"):
 			return map[string]float64{"": 42}
+		case strings.HasPrefix(q, "sum(max by (queue) (avg_over_time(job_queue_depth{"):
+			return map[string]float64{"": 120} // the jobs' backlog, once per queue however many pods report it
 		}
 		return nil
 	}
@@ -222,7 +224,7 @@ func TestDeployment_Observe(t *testing.T) {
 	if s := byID["shop-sick"]; s.Ready || s.ReadySince.IsZero() {
 		t.Errorf("shop-sick (unready after being ready): %+v", s)
 	}
-	if in.Values[config.MetricResponseTimeP95] != 250 || in.Values[config.MetricActiveConnections] != 42 {
+	if in.Values[config.MetricResponseTimeP95] != 250 || in.Values[config.MetricActiveConnections] != 42 || in.Values[config.MetricJobQueueDepth] != 120 {
 		t.Errorf("fleet values %v", in.Values)
 	}
 	if _, ok := in.Values[config.MetricRequestQueueDepth]; ok {

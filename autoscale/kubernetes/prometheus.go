@@ -21,8 +21,8 @@ type Metrics interface {
 	// without samples is left out.
 	PerPod(ctx context.Context, metric string, window time.Duration) (map[string]float64, error)
 	// Fleet returns a fleet-wide metric over window: response_time_p95 in milliseconds,
-	// active_connections and request_queue_depth summed over the pods; ok is false when there
-	// are no samples.
+	// active_connections and request_queue_depth summed over the pods, job_queue_depth summed
+	// over the queues; ok is false when there are no samples.
 	Fleet(ctx context.Context, metric string, window time.Duration) (v float64, ok bool, err error)
 }
 
@@ -59,6 +59,11 @@ func rangeOf(window time.Duration) string {
 
 // Query returns the PromQL that PerPod or Fleet sends for metric.
 func (p *Prometheus) Query(metric string, window time.Duration) (string, error) {
+	if metric == config.MetricJobQueueDepth {
+		// Every process of package jobs reports the whole backlog of each queue (it reads it
+		// from the database), so the pods' series are one value per queue, not parts of it.
+		return fmt.Sprintf("sum(max by (queue) (avg_over_time(%s%s[%s])))", config.MetricJobQueueDepth, p.selector(), rangeOf(window)), nil
+	}
 	sm, ok := telemetry.LookupScaling(metric)
 	if !ok {
 		return "", fmt.Errorf("%s is not a scaling metric", metric)
