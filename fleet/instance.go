@@ -99,6 +99,8 @@ func (in *instance) run() {
 	f := in.f
 	backoff := f.opts.RestartBackoff
 	crashes := 0
+	// lastEarly is why the previous run ended before the instance ever became ready.
+	lastEarly := ""
 	for {
 		err := in.startProcess()
 		if err != nil {
@@ -119,6 +121,20 @@ func (in *instance) run() {
 		if in.strict && !in.wasReady() {
 			in.fail(reason)
 			return
+		}
+		// While the fleet starts, a second run that ends before it is ready exactly as the
+		// first did (same exit status, same last words) is deterministic — a build error in
+		// `go run`, a missing file or variable — and retrying for MaxCrashes backoffs would
+		// only delay the message.
+		if !in.wasReady() && !f.isRunning() {
+			if reason == lastEarly {
+				in.mu.Lock()
+				in.lastErr = reason
+				in.mu.Unlock()
+				in.fail(fmt.Sprintf("failed the same way on 2 starts in a row, so not retrying: %s — %s", reason, f.fixAdvice()))
+				return
+			}
+			lastEarly = reason
 		}
 		if healthyRun {
 			crashes, backoff = 0, f.opts.RestartBackoff

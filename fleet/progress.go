@@ -79,13 +79,17 @@ func (f *Fleet) notServedReason(field, path string) string {
 		path, path, field)
 }
 
+// isRunning reports whether Start has brought the fleet up.
+func (f *Fleet) isRunning() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.running
+}
+
 // fixAdvice is what to do about an instance that kept crashing: run restart against the
 // fleet when it is running, or `shoal up` again when it never started.
 func (f *Fleet) fixAdvice() string {
-	f.mu.Lock()
-	running := f.running
-	f.mu.Unlock()
-	if running {
+	if f.isRunning() {
 		return "fix the service and run `shoal scaling restart`"
 	}
 	return "fix the service and run `shoal up` again"

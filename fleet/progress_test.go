@@ -213,3 +213,21 @@ func TestFleet_StartFailureAdvisesUpAgain(t *testing.T) {
 		t.Fatalf("Start = %v", err)
 	}
 }
+
+// TestFleet_DeterministicStartFailureFailsAtOnce checks that an instance which fails the same
+// way twice while the fleet starts (a compile error under `go run`, a missing file) is not
+// retried through every backoff: Start fails after the second run with its last words.
+func TestFleet_DeterministicStartFailureFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	h := start(t, testConfig(t, 1, 1), []string{"/bin/sh", "-c", "echo './main.go:7:2: undefined: handler' >&2; exit 1"}, nil)
+	err := h.f.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "failed the same way on 2 starts in a row, so not retrying") ||
+		!strings.Contains(err.Error(), "its last words: ./main.go:7:2: undefined: handler") ||
+		!strings.Contains(err.Error(), "run `shoal up` again") {
+		t.Fatalf("Start = %v", err)
+	}
+	st := h.f.Status(context.Background())
+	if len(st.Instances) != 1 || st.Instances[0].State != admin.StateFailed || st.Instances[0].Restarts != 1 {
+		t.Fatalf("status: %+v", st.Instances)
+	}
+}
