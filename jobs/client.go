@@ -629,3 +629,19 @@ func (c *Client) Depths(ctx context.Context) ([]QueueDepth, error) {
 
 func msTime(ms int64) time.Time    { return time.UnixMilli(ms).UTC() }
 func msDur(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
+
+// Depth is job_queue_depth: the jobs available to run now over every queue (not those waiting
+// for a later run time). The autoscaler scales on it:
+//
+//	autoscale.Gauge(config.MetricJobQueueDepth, func(ctx context.Context) (float64, error) {
+//		n, err := client.Depth(ctx)
+//		return float64(n), err
+//	})
+func (c *Client) Depth(ctx context.Context) (int64, error) {
+	var n int64
+	err := queryOne(ctx, c.st.reader(), `SELECT COUNT(*) FROM shoal_jobs WHERE state = 'available' AND run_at <= $1`, []any{c.now().UnixMilli()}, &n)
+	if err != nil {
+		return 0, fmt.Errorf("jobs: queue depth: %w", err)
+	}
+	return n, nil
+}

@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/shoal-sh/shoal/config"
 	"github.com/shoal-sh/shoal/database"
 	"github.com/shoal-sh/shoal/jobs"
@@ -820,6 +823,26 @@ func testList(t *testing.T, db *database.DB) {
 	}
 	if got["default/available"] != 5 || got["high/available"] != 1 {
 		t.Fatalf("depths %v (the delayed job is not yet in the backlog)", got)
+	}
+	if n, err := c.Depth(ctx); err != nil || n != 6 {
+		t.Fatalf("Depth = %d, %v; want 6 (the delayed job is not in the backlog)", n, err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP job_queue_depth Jobs available to run now, by queue: the backlog the autoscaler scales workers on.
+# TYPE job_queue_depth gauge
+job_queue_depth{queue="default"} 5
+job_queue_depth{queue="high"} 1
+job_queue_depth{queue="low"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "job_queue_depth"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "shoal_jobs_total"); err != nil || n != 1 {
+		t.Fatalf("shoal_jobs_total: %d series, %v (want enqueued for noop)", n, err)
 	}
 	sort.Slice(d, func(i, j int) bool { return d[i].Queue < d[j].Queue })
 }
