@@ -150,6 +150,7 @@ func TestFault_BrokerRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a RabbitMQ node twice")
 	}
+	t.Parallel() // its own node: booting it overlaps the other tests
 	n := newNode(t)
 	n.start()
 	opts := messagingtest.Options()
