@@ -118,6 +118,8 @@ type Bank struct {
 	repo     *eventstore.Repository[Account]
 	reg      *eventstore.Registry
 	log      *slog.Logger
+	// period is the statements schedule's slot: a tick is aligned to it (see statements).
+	period time.Duration
 }
 
 // schema is the bank's own tables beside the event store's, the projection's, the outbox's
@@ -279,6 +281,14 @@ func NewBank(ctx context.Context, db *database.DB, pub messaging.Publisher, jobs
 	if err := jc.ScheduleConfig(); err != nil {
 		return nil, err
 	}
+	b.period = time.Minute // a five-field cron ticks on whole minutes
+	for _, sc := range jobsOpts.Config.Schedules {
+		if every, ok := strings.CutPrefix(sc.Cron, "@every "); ok && sc.Job == (StatementsArgs{}).Kind() {
+			if d, err := time.ParseDuration(every); err == nil && d >= time.Second {
+				b.period = d
+			}
+		}
+	}
 
 	cqrs.MustRegister(b.Commands, func(ctx context.Context, c OpenAccount) (View, error) {
 		id := c.OpID
@@ -438,14 +448,22 @@ func (b *Bank) notify(ctx context.Context, j *jobs.Job[NotifyArgs]) error {
 // statements writes, for the tick the job was enqueued for, one statement per account that
 // changed since its last statement — all in one transaction with the tick's run row, so a
 // retried job writes nothing twice.
+//
+// The tick is aligned to the schedule's period: package jobs computes an `@every` schedule's
+// ticks from each process's own start, so instances started at different seconds enqueue
+// one job each for what is one tick of the fleet (jobs dedupes equal ticks only). Aligned,
+// the second of them finds its slot's run row and writes nothing.
 func (b *Bank) statements(ctx context.Context, j *jobs.Job[StatementsArgs]) error {
-	tick := time.Now().UTC().Truncate(time.Second)
+	tick := time.Now().UTC()
 	if s := j.Metadata["tick"]; s != "" {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
 			return jobs.Cancel(fmt.Errorf("the job's tick %q is not an RFC 3339 time: %w", s, err))
 		}
 		tick = t
+	}
+	if b.period > 0 {
+		tick = tick.Truncate(b.period)
 	}
 	return b.DB.WithTx(ctx, nil, func(tx *sql.Tx) error {
 		var done int
