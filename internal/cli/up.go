@@ -137,6 +137,13 @@ func (a *app) up(ctx context.Context, c *config.Config, debug, quiet bool) error
 		return err
 	}
 	defer stopNATS() // after the instances have stopped
+	jobSources, closeJobs, err := a.jobsMetricSources(ctx, c)
+	if err != nil {
+		ln.Close()
+		aln.Close()
+		return err
+	}
+	defer closeJobs()
 	var out *prefixWriter
 	if !quiet {
 		out = &prefixWriter{w: a.stderr}
@@ -146,6 +153,7 @@ func (a *app) up(ctx context.Context, c *config.Config, debug, quiet bool) error
 		Logger: log, Output: out.writer(), History: history, Checks: checks, ProxyURL: reachURL(ln.Addr().String()),
 		Autoscale: c.Observability.AutoScaling.Enabled, Env: append(natsEnv, a.embeddedDatabase(c)...),
 		Registrar: registrar, Registry: registry, AdvertiseHost: c.Scaling.ServiceDiscovery.AdvertiseAddress, Discovery: provider,
+		MetricSources: jobSources,
 	})
 	if err != nil {
 		ln.Close()
