@@ -316,15 +316,22 @@ func TestUp_Dashboard(t *testing.T) {
 		Times     []string `json:"times"`
 		Values    []string `json:"values"`
 		Tip       string   `json:"tip"`
+		Clipped   []string `json:"clipped"`
 		Toggles   []string `json:"toggles"`
 		InService []string `json:"inService"`
 	}
 	const inspect = `(() => {
 		const texts = [...document.querySelectorAll(".charts svg text")].filter(t => t.textContent);
+		const out = (t) => {
+			const b = t.getBoundingClientRect(), s = t.ownerSVGElement.getBoundingClientRect();
+			return b.left < s.left - 0.5 || b.right > s.right + 0.5 || b.top < s.top - 0.5 || b.bottom > s.bottom + 0.5;
+		};
+		const clipped = texts.filter(out).map(t => t.textContent);
 		const svg = document.querySelector("#chart-rate"), r = svg.getBoundingClientRect();
 		svg.dispatchEvent(new MouseEvent("mousemove", {clientX: r.left + r.width * 0.6, clientY: r.top + r.height / 2, bubbles: true}));
 		return {
 			smallest: Math.min(...texts.map(t => t.getBoundingClientRect().height)),
+			clipped: clipped,
 			times: [...document.querySelectorAll("#chart-rate text.tick")].map(t => t.textContent).filter(s => /^\d\d:\d\d/.test(s)),
 			values: [...document.querySelectorAll("#chart-rate text.tick")].map(t => t.textContent).filter(s => / req\/s$/.test(s)),
 			tip: document.querySelector("#chart-rate text.tip-text").textContent,
@@ -362,6 +369,9 @@ func TestUp_Dashboard(t *testing.T) {
 		!regexp.MustCompile(`^\d\d:\d\d:\d\d .* req/s$`).MatchString(readable.Tip) {
 		t.Errorf("the charts are not readable: smallest label %.1fpx, time labels %q, value labels %q, hover %q",
 			readable.Smallest, readable.Times, readable.Values, readable.Tip)
+	}
+	if len(readable.Clipped) > 0 {
+		t.Errorf("chart labels cut off at the chart's edge: %q", readable.Clipped)
 	}
 	if strings.Join(readable.Toggles, ",") != "admin_port" || len(readable.InService) != 1 || !strings.HasPrefix(readable.InService[0], "self") {
 		t.Errorf("check toggles on %q, 'runs in the service' on %q; want a toggle on admin_port only", readable.Toggles, readable.InService)

@@ -80,7 +80,7 @@ function renderStatus(s) {
   $("#checks").hidden = checks.length === 0;
 
   const events = (s.events || []).map((e) =>
-    el("li", {}, el("time", { datetime: e.time }, new Date(e.time).toLocaleTimeString()),
+    el("li", {}, el("time", { datetime: e.time }, hhmm(e.time, true)),
       `${e.kind}` + (e.from !== e.to ? ` ${e.from} → ${e.to}` : "") + (e.reason ? ` — ${e.reason}` : "")));
   $("#events").replaceChildren(...(events.length ? events : [el("li", { class: "muted" }, "no events yet")]));
 }
@@ -105,8 +105,9 @@ function niceStep(span, n) {
 
 // Time steps for the time axis, in seconds.
 const TIME_STEPS = [10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
+// Clock times on a 24-hour clock: short, and the same width in every locale.
 const hhmm = (t, withSeconds) => new Date(t).toLocaleTimeString([], withSeconds
-  ? { hour: "2-digit", minute: "2-digit", second: "2-digit" } : { hour: "2-digit", minute: "2-digit" });
+  ? { hourCycle: "h23", hour: "2-digit", minute: "2-digit", second: "2-digit" } : { hourCycle: "h23", hour: "2-digit", minute: "2-digit" });
 
 const fmt = (v) => {
   const a = Math.abs(v);
@@ -155,7 +156,9 @@ function chart(svg, points, opts) {
   const tstep = (TIME_STEPS.find((s) => span / s <= 6) || 86400) * 1000;
   for (let t = Math.ceil(t0 / tstep) * tstep; t <= t1; t += tstep) {
     nodes.push(svgEl("line", { class: "grid", x1: x(t), x2: x(t), y1: T, y2: T + plotH }));
-    nodes.push(svgEl("text", { class: "tick", x: x(t), y: H - 10, "text-anchor": "middle" }, hhmm(t, tstep < 60000)));
+    // A label at either end of the axis is anchored inside the chart, not cut off.
+    const anchor = x(t) > W - R - 36 ? "end" : x(t) < L + 36 ? "start" : "middle";
+    nodes.push(svgEl("text", { class: "tick", x: anchor === "end" ? Math.min(x(t), W - 2) : x(t), y: H - 10, "text-anchor": anchor }, hhmm(t, tstep < 60000)));
   }
   // Marks (decisions, events) under the line.
   for (const m of o.marks || []) {
