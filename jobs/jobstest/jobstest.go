@@ -54,6 +54,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"GracefulShutdownReleases", testShutdown},
 		{"Timeout", testTimeout},
 		{"BadInput", testBadInput},
+		{"QueueWorkers", testQueueWorkers},
 		{"ConcurrencyLimit", testConcurrencyLimit},
 		{"RateLimit", testRateLimit},
 		{"ScheduleOncePerTick", testSchedule},
@@ -686,6 +687,48 @@ func testBadInput(t *testing.T, db *database.DB) {
 	}
 	if err := jobs.Register(c, jobs.WorkerFunc[Noop](func(ctx context.Context, j *jobs.Job[Noop]) error { return nil })); err == nil {
 		t.Error("Register after Start")
+	}
+}
+
+func testQueueWorkers(t *testing.T, db *database.DB) {
+	// Queue low has a pool of its own of 1 worker; its blocked jobs take nothing from the others.
+	o := Options()
+	o.QueueWorkers = map[string]int{"low": 1}
+	c := NewClient(t, db, &o)
+	release := make(chan struct{})
+	var lowRunning, lowPeak atomic.Int64
+	must(t, jobs.Register(c, jobs.WorkerFunc[Block](func(ctx context.Context, j *jobs.Job[Block]) error {
+		n := lowRunning.Add(1)
+		defer lowRunning.Add(-1)
+		for p := lowPeak.Load(); n > p && !lowPeak.CompareAndSwap(p, n); p = lowPeak.Load() {
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})))
+	must(t, jobs.Register(c, jobs.WorkerFunc[Noop](func(ctx context.Context, j *jobs.Job[Noop]) error { return nil })))
+	var low []int64
+	for i := 0; i < 3; i++ {
+		low = append(low, enqueue(t, c, Block{i}, jobs.Queue("low")))
+	}
+	start(t, c)
+	Eventually(t, "a low job running", func() bool { return lowRunning.Load() == 1 })
+	id := enqueue(t, c, Noop{})
+	WaitState(t, c, id, jobs.StateCompleted)
+	if p := lowPeak.Load(); p != 1 {
+		t.Fatalf("queue low with 1 worker ran %d jobs at once", p)
+	}
+	close(release)
+	for _, id := range low {
+		WaitState(t, c, id, jobs.StateCompleted)
+	}
+	if lowPeak.Load() != 1 {
+		t.Fatalf("queue low ran %d at once", lowPeak.Load())
+	}
+	if _, err := jobs.New(db, jobs.Options{QueueWorkers: map[string]int{"nope": 1}}); !errors.Is(err, jobs.ErrUnknownQueue) {
+		t.Fatalf("QueueWorkers for an unknown queue: %v", err)
 	}
 }
 
