@@ -139,6 +139,11 @@ func (s *store) insert(ctx context.Context, r runner, rows []insertRow) ([]Resul
 	if s.d == database.Postgres && len(rows) > 1 {
 		return out, s.insertManyPG(ctx, r, rows, out)
 	}
+	if s.d == database.SQLite && len(rows) > 1 {
+		if sr, ok := r.(sqlRunner); ok && noUniqueKeys(rows) {
+			return out, s.insertManySQLite(ctx, sr, rows, out)
+		}
+	}
 	for i := range rows {
 		res, err := s.insertOne(ctx, r, &rows[i])
 		if err != nil {
@@ -203,6 +208,50 @@ func (s *store) insertOne(ctx context.Context, r runner, row *insertRow) (Result
 		return Result{}, fmt.Errorf("jobs: finding the job that holds unique key %s: %w", *row.uniqueKey, err)
 	}
 	return Result{ID: id, Duplicate: true}, nil
+}
+
+func noUniqueKeys(rows []insertRow) bool {
+	for i := range rows {
+		if rows[i].uniqueKey != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// insertManySQLite inserts rows without unique keys in multi-row INSERTs of up to 500 rows.
+// With AUTOINCREMENT and the single writer, one statement's rows take consecutive IDs ending
+// at its last insert ID.
+func (s *store) insertManySQLite(ctx context.Context, r sqlRunner, rows []insertRow, out []Result) error {
+	const chunk = 500
+	for start := 0; start < len(rows); start += chunk {
+		part := rows[start:min(start+chunk, len(rows))]
+		var b strings.Builder
+		b.WriteString(`INSERT INTO shoal_jobs (` + insertCols + `) VALUES `)
+		args := make([]any, 0, len(part)*10)
+		for i, row := range part {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`(?, ?, 'available', ?, 0, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, 0)`)
+			args = append(args, row.kind, row.queue, row.priority, row.maxAttempts, string(row.args), row.runAt, row.createdAt, row.timeoutMs, row.tags, row.metadata)
+		}
+		res, err := r.q.ExecContext(ctx, b.String(), args...)
+		if err != nil {
+			return database.Classify(err)
+		}
+		last, err := res.LastInsertId()
+		if err != nil {
+			return database.Classify(err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != int64(len(part)) {
+			return fmt.Errorf("jobs: a batch of %d jobs inserted %d rows (%v)", len(part), n, err)
+		}
+		for i := range part {
+			out[start+i] = Result{ID: last - int64(len(part)-1-i)}
+		}
+	}
+	return nil
 }
 
 // insertManyPG inserts a batch in one statement over arrays, with IDs taken from the sequence
