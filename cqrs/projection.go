@@ -190,7 +190,9 @@ func (pr *Projector) Step(ctx context.Context) (pos eventstore.Position, caughtU
 	return pos, pos >= head, nil
 }
 
-// Run applies events as they are appended until ctx ends. Several instances may run the same
+// Run applies events as they are appended until ctx ends. Each step holds a connection of
+// db for its transaction while it reads the store (through another connection when the store
+// is on db too): size the pool for it. Several instances may run the same
 // projection: the checkpoint's row lock makes them take turns, and each event is applied once.
 func (pr *Projector) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
