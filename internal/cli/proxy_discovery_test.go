@@ -32,7 +32,9 @@ func runProxy(t *testing.T, cfg string) (listen, metrics string, log *syncBuffer
 	log = new(syncBuffer)
 	a := &app{stdin: strings.NewReader(""), stdout: &out, stderr: log, getenv: func(string) (string, bool) { return "", false }}
 	done := make(chan int, 1)
-	go func() { done <- a.run(ctx, []string{"proxy", "-f", path, "--listen", listen, "--metrics-listen", metrics}) }()
+	go func() {
+		done <- a.run(ctx, []string{"proxy", "-f", path, "--listen", listen, "--metrics-listen", metrics})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if code := <-done; code != ExitOK {
