@@ -114,6 +114,8 @@ func (s fleetSource) Observe(ctx context.Context, now time.Time, window time.Dur
 	f := s.f
 	st := f.Status(ctx)
 	in := autoscale.Input{Time: now, Current: st.Desired, Instances: f.inputs.take(st), Values: map[string]float64{}}
+	// An interval shorter than the sampler's would often find no sample in its window.
+	window = max(window, f.opts.SampleInterval)
 	for _, m := range []string{config.MetricResponseTimeP95, config.MetricActiveConnections} {
 		if ps := f.opts.History.Query(m, window, 0); len(ps) > 0 {
 			sum := 0.0
@@ -121,6 +123,25 @@ func (s fleetSource) Observe(ctx context.Context, now time.Time, window time.Dur
 				sum += p.Value
 			}
 			in.Values[m] = sum / float64(len(ps))
+		}
+	}
+	autoscale.ReadSources(ctx, &in, f.opts.MetricSources)
+	for _, m := range f.autoscaler.Settings().Uses() {
+		_, have := in.Values[m]
+		_, said := in.Unavailable[m]
+		if have || said || m == config.MetricInstanceCount || autoscale.KindOf(m) == autoscale.Utilization {
+			continue
+		}
+		if in.Unavailable == nil {
+			in.Unavailable = map[string]string{}
+		}
+		switch m {
+		case config.MetricRequestQueueDepth:
+			in.Unavailable[m] = "shoal up does not measure request_queue_depth (its proxy does not queue); only the generated KEDA ScaledObject scales on it"
+		case config.MetricResponseTimeP95, config.MetricActiveConnections:
+			// Measured by the proxy; no sample yet.
+		default:
+			in.Unavailable[m] = "nothing supplies " + m + " to this fleet"
 		}
 	}
 	return in, nil

@@ -205,3 +205,42 @@ func TestFleet_AutoscalingOnlyWhenEnabled(t *testing.T) {
 		}
 	}
 }
+
+// TestFleet_ObserveMetricSources: the fleet hands the autoscaler what its MetricSources supply
+// (job_queue_depth from package jobs), and for a metric a rule names that nothing here measures,
+// says why in the decision instead of a bare "no samples".
+func TestFleet_ObserveMetricSources(t *testing.T) {
+	t.Parallel()
+	src := `
+name: workers
+observability:
+  auto_scaling:
+    enabled: true
+    metrics:
+      - {metric: job_queue_depth, target: 50}
+      - {metric: request_queue_depth, threshold: 100, action: scale_up}
+`
+	cfg, err := config.Parse([]byte(src), "shoal.yml", config.Options{LookupEnv: func(string) (string, bool) { return "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	depth := autoscale.Gauge(config.MetricJobQueueDepth, func(context.Context) (float64, error) { return 250, nil })
+	for _, sources := range [][]autoscale.MetricSource{{depth}, nil} {
+		f := start(t, cfg, []string{quickstart}, func(o *Options) { o.Autoscale, o.MetricSources = true, sources }).f
+		f.inputs, f.autoscaler = newAutoscaleInputs(0), autoscale.New(autoscale.SettingsFrom(cfg)) // as Start makes them
+		in, err := fleetSource{f}.Observe(context.Background(), time.Now(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(in.Unavailable[config.MetricRequestQueueDepth], "proxy does not queue") {
+			t.Errorf("request_queue_depth: %q", in.Unavailable[config.MetricRequestQueueDepth])
+		}
+		if sources != nil {
+			if in.Values[config.MetricJobQueueDepth] != 250 {
+				t.Errorf("job_queue_depth from the source: %v", in.Values)
+			}
+		} else if why := in.Unavailable[config.MetricJobQueueDepth]; !strings.Contains(why, "nothing supplies job_queue_depth") {
+			t.Errorf("job_queue_depth without a source: %q", why)
+		}
+	}
+}

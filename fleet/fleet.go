@@ -66,6 +66,10 @@ type Options struct {
 	// from its instances' samples and History averaged over that interval, when the
 	// configuration enables autoscaling with target fleet. It needs History.
 	Autoscale bool
+	// MetricSources supply the fleet-wide metrics the fleet does not measure itself, read at
+	// each evaluation: job_queue_depth from package jobs, for instance
+	// (autoscale.Gauge(config.MetricJobQueueDepth, ...)).
+	MetricSources []autoscale.MetricSource
 	// Registrar, when set, also registers every ready instance in the registry of
 	// scaling.service_discovery (etcd, consul, dns), at AdvertiseHost (default 127.0.0.1), and
 	// takes it out on scale-down or shutdown: drain, wait drain_timeout, deregister. Registry

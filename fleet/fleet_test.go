@@ -170,9 +170,11 @@ func readyCount(h *harness) int {
 	return h.f.Status(context.Background()).Ready
 }
 
+// waitFor polls cond until it holds; the deadline is generous because the machine running the
+// tests may be far busier than the tests themselves (it fails only a test that hangs).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -497,7 +499,23 @@ observability:
 			}
 		}()
 	}
-	waitFor(t, "an autoscale-up to 3", func() bool { return readyCount(h) == 3 })
+	defer func() {
+		if t.Failed() {
+			for _, d := range h.f.Decisions(ctx, time.Hour, 0).Decisions {
+				t.Logf("%s %s %+v", d.Time.Format("15:04:05.000"), d.Reason, d.Metrics)
+			}
+		}
+	}()
+	// The rules' 1 ms cooldowns and the CPU target let the count go up and down every 300 ms,
+	// so the fleet may be at 3 only for a moment: wait for the scale to 3 to have happened.
+	waitFor(t, "an autoscale-up to 3", func() bool {
+		for _, e := range h.f.Status(ctx).Events {
+			if e.Kind == "autoscale_up" && e.To == 3 {
+				return true
+			}
+		}
+		return false
+	})
 	close(done)
 	wg.Wait()
 	// Idle: active_connections < 0.5 scales it back down to min_instances.
