@@ -266,7 +266,7 @@ type TickArgs struct{}
 
 func (TickArgs) Kind() string { return "tick" }
 
-// schedChild runs the scheduler of "every-second" until it is killed.
+// schedChild runs the scheduler of "every-2s" until it is killed.
 func schedChild() {
 	ctx := context.Background()
 	db, err := database.Open(ctx, databasetest.Config(os.Getenv("SHOAL_JOBS_DB")))
@@ -274,7 +274,7 @@ func schedChild() {
 		var c *jobs.Client
 		if c, err = jobs.New(db, crashOptions(os.Getenv("SHOAL_JOBS_SCHED_CHILD"), 2)); err == nil {
 			if err = jobs.Register(c, jobs.WorkerFunc[TickArgs](func(context.Context, *jobs.Job[TickArgs]) error { return nil })); err == nil {
-				if err = c.Schedule("every-second", "@every 1s", TickArgs{}); err == nil {
+				if err = c.Schedule("every-2s", "@every 2s", TickArgs{}); err == nil {
 					err = c.Start(ctx)
 				}
 			}
@@ -287,7 +287,7 @@ func schedChild() {
 	select {}
 }
 
-// TestSchedule_ThreeProcesses: three processes run the same @every 1s schedule (for 12s, or
+// TestSchedule_ThreeProcesses: three processes run the same @every 2s schedule (for 12s, or
 // SHOAL_JOBS_SCHED_DURATION, e.g. 3m); one is SIGKILLed halfway. Every tick from the first to
 // the last is enqueued exactly once: no duplicate while three run, none missed after one died.
 func TestSchedule_ThreeProcesses(t *testing.T) {
@@ -353,11 +353,11 @@ func TestSchedule_ThreeProcesses(t *testing.T) {
 			if err := rows.Err(); err != nil {
 				t.Fatal(err)
 			}
-			if len(ticks) < int(d/time.Second)/2 {
+			if len(ticks) < int(d/(2*time.Second))/2 {
 				t.Fatalf("%d ticks in %s", len(ticks), d)
 			}
 			for i := 1; i < len(ticks); i++ {
-				if gap := ticks[i] - ticks[i-1]; gap != 1000 {
+				if gap := ticks[i] - ticks[i-1]; gap != 2000 {
 					t.Fatalf("ticks %s and %s are %dms apart: a tick was missed", time.UnixMilli(ticks[i-1]), time.UnixMilli(ticks[i]), gap)
 				}
 			}

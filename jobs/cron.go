@@ -31,16 +31,29 @@ var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month 
 //
 // Across a DST change a schedule runs each wall-clock time it names at most once: when clocks
 // go back, the repeated hour does not run again; when they go forward, a time in the skipped
-// hour does not exist and does not run that day. @every is a fixed interval of real time.
+// hour does not exist and does not run that day. @every is a fixed interval of real time, its
+// ticks on multiples of the interval (so every instance computes the same ticks).
 func ParseCron(spec string) (cron.Schedule, error) {
 	s, err := cronParser.Parse(spec)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %q is not a cron expression (%v); write five fields such as \"0 * * * *\", a descriptor such as @hourly or @every 5m, optionally after CRON_TZ=Europe/Paris", spec, err)
 	}
-	if _, every := s.(cron.ConstantDelaySchedule); every {
-		return s, nil
+	if every, ok := s.(cron.ConstantDelaySchedule); ok {
+		return everySchedule{every.Delay}, nil
 	}
 	return onceWallClock{s}, nil
+}
+
+// everySchedule is @every d with its ticks on multiples of d since the zero time (robfig's
+// ConstantDelaySchedule counts from each process's start, so two instances would enqueue
+// different ticks).
+type everySchedule struct{ d time.Duration }
+
+func (s everySchedule) Next(t time.Time) time.Time {
+	if s.d <= 0 {
+		return time.Time{}
+	}
+	return t.Truncate(s.d).Add(s.d)
 }
 
 // onceWallClock skips the second occurrence of a wall-clock time (clocks going back).

@@ -78,6 +78,13 @@ func TestCronAcrossDST(t *testing.T) {
 	if tk := Ticks(e, time.Unix(100, 0), time.Unix(106, 0), 10); len(tk) != 3 {
 		t.Errorf("@every 2s over 6s: %v", tk)
 	}
+	// Two processes started at different times compute the same @every ticks.
+	e10, _ := ParseCron("@every 10s")
+	a := Ticks(e10, time.Unix(1003, 0), time.Unix(1060, 0), 10)
+	b := Ticks(e10, time.Unix(1007, 500), time.Unix(1060, 0), 10)
+	if fmt.Sprint(a) != fmt.Sprint(b) || len(a) != 6 || a[0].Unix() != 1010 {
+		t.Errorf("@every 10s from two start times: %v and %v", a, b)
+	}
 	if _, err := ParseCron("61 * * * *"); err == nil {
 		t.Error("minute 61 accepted")
 	}
