@@ -26,13 +26,13 @@ func raceCount(n, full int) int {
 	return n
 }
 
-// TestPostgresRaceOneStream: 8 writers × 10k appends (500 each by default, see raceCount) to one stream, each on its own
+// TestPostgresRaceOneStream: 8 writers × 10k appends (250 each by default, see raceCount) to one stream, each on its own
 // database handle (as 8 processes), with exact expected versions: the stream ends with 80k
 // events at versions 1…80000, none stored twice, and every refused append was reported as a
 // *ConflictError naming a version ahead of the one expected.
 func TestPostgresRaceOneStream(t *testing.T) {
 	url := databasetest.PostgresURL(t)
-	each := raceCount(500, 10000)
+	each := raceCount(250, 10000)
 	conflicts := eventstoretest.ConcurrentOneStream(t, func() eventstore.Store { return open(t, url, sqlstore.Options{}) }, 8, each)
 	t.Logf("8 writers × %d appends: %d conflicts reported", each, conflicts)
 }
@@ -42,13 +42,13 @@ func TestPostgresRaceOneStream(t *testing.T) {
 // with no hole: an event committed late never appears behind a position already read.
 func TestPostgresRaceTailAll(t *testing.T) {
 	url := databasetest.PostgresURL(t)
-	each := raceCount(1000, 10000)
+	each := raceCount(500, 10000)
 	eventstoretest.ConcurrentTailAll(t, func() eventstore.Store { return open(t, url, sqlstore.Options{}) }, 8, each)
 }
 
 func TestSQLiteRaceTailAll(t *testing.T) {
 	url := databasetest.SQLiteURL(t)
-	eventstoretest.ConcurrentTailAll(t, func() eventstore.Store { return open(t, url, sqlstore.Options{}) }, 8, 500)
+	eventstoretest.ConcurrentTailAll(t, func() eventstore.Store { return open(t, url, sqlstore.Options{}) }, 8, 250)
 }
 
 // TestPostgresSequenceHasGaps shows that the race test above can fail: the same tail over a
