@@ -17,7 +17,9 @@ func TestHabits_Typos(t *testing.T) {
 	}{
 		{[]string{"scaling", "stauts"}, "did you mean `shoal scaling status`?", "shoal scaling"},
 		{[]string{"scaling", "scaleup"}, "did you mean `shoal scaling scale-up`", "shoal scaling"},
-		{[]string{"stauts"}, "did you mean `shoal scaling status`?", "shoal"},
+		// One level down; other groups' subcommands as near (events stats, jobs stats) may be
+		// offered beside it.
+		{[]string{"stauts"}, "`shoal scaling status`", "shoal"},
 		{[]string{"genrate", "kubernetes"}, "did you mean `shoal generate`?", "shoal"},
 		{[]string{"config", "prnt"}, "did you mean `shoal config print`?", "shoal config"},
 		{[]string{"generate", "kubernets", "-f", seed}, `"kubernets" is not a target (did you mean kubernetes?)`, "shoal generate"},
