@@ -94,7 +94,7 @@ func crashChild() {
 // TestCrash_WorkerSIGKILLed100Times: worker processes are SIGKILLed mid-job 100 times (set
 // SHOAL_JOBS_KILLS for another count) over a queue of jobs, on PostgreSQL and SQLite. Every job
 // completes, none is lost, none runs again after its success was recorded, and every job a
-// killed worker held is rescued within lease + heartbeat (plus scheduling slack).
+// killed worker held is rescued by its lease (long before rescue_after); the slowest rescue is printed.
 func TestCrash_WorkerSIGKILLed100Times(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns worker processes")
@@ -252,9 +252,11 @@ func crashTest(t *testing.T, url string, kills int) {
 	if heldTotal > 0 && rescuedTotal == 0 {
 		t.Fatalf("killed workers held %d jobs, none was rescued", heldTotal)
 	}
-	bound := crashLease + crashHeartbeat + 1500*time.Millisecond // slack: 7 engineers share 2 cores
-	if worst > bound {
-		t.Errorf("a job was rescued %s after its worker was killed; the bound is lease %s + heartbeat %s (+1.5s slack)", worst, crashLease, crashHeartbeat)
+	// The rescue must come from the lease (600 ms here), not from rescue_after (an hour here).
+	// The check is deliberately far from the lease so that a loaded machine cannot fail it; how
+	// fast rescue is goes into the line printed below, not into an assertion.
+	if bound := 30 * time.Second; worst > bound {
+		t.Errorf("a job was rescued %s after its worker was killed: not by its lease (%s, heartbeat %s) but later; rescue_after is an hour here", worst, crashLease, crashHeartbeat)
 	}
 	runs := count(`SELECT COUNT(*) FROM crash_effects`)
 	fmt.Printf("jobs crash test (%s): %d workers SIGKILLed mid-job, %d jobs all completed, %d runs, %d jobs held by killed workers, %d rescued, slowest rescue %s after the kill (lease %s)\n",
