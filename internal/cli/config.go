@@ -74,7 +74,7 @@ func (a *app) configCommand() *cobra.Command {
 redacted — fields that hold secrets, passwords and user names in URLs, secret-looking query
 parameters, app.env values with secret-looking names, and every value that came from ${VAR}
 (shown as the variable it came from). --show-secrets prints everything as it is.`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "yaml" && output != "json" {
 				return usagef("-o %q is not a format; use -o yaml or -o json", output)
