@@ -512,6 +512,66 @@ func runFaults(t *testing.T, f *fleet, db *database.DB) {
 	if notifyJobs != len(large) || distinct != len(large) {
 		t.Errorf("%d notify jobs (%d distinct), want one per large withdrawal (%d)", notifyJobs, distinct, len(large))
 	}
+	// Each notify job ran once, twice for fail_first_notify; a further attempt is allowed
+	// only as a rescue — its worker was the instance SIGKILLed or stopped mid-job — and
+	// then the notification row (checked above) still shows the attempt that wrote it.
+	type jobRow struct {
+		id      int64
+		args    NotifyArgs
+		attempt int
+		state   string
+	}
+	var jobRows []jobRow
+	jrows, err := db.QueryContext(ctx, "SELECT id, args, attempt, state FROM shoal_jobs WHERE kind = 'notify'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for jrows.Next() {
+		var j jobRow
+		var args string
+		if err := jrows.Scan(&j.id, &args, &j.attempt, &j.state); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(args), &j.args); err != nil {
+			t.Fatalf("notify job args %q: %v", args, err)
+		}
+		jobRows = append(jobRows, j)
+	}
+	jrows.Close()
+	rescued := 0
+	for _, j := range jobRows {
+		want := map[bool]int{true: 2, false: 1}[j.args.FailFirst]
+		var errs []string
+		erows, err := db.QueryContext(ctx, db.Rebind("SELECT error FROM shoal_job_errors WHERE job_id = $1 ORDER BY attempt"), j.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for erows.Next() {
+			var e string
+			erows.Scan(&e)
+			errs = append(errs, e)
+		}
+		erows.Close()
+		others := 0
+		for _, e := range errs {
+			switch {
+			case strings.HasPrefix(e, "rescued"):
+			case j.args.FailFirst && strings.Contains(e, "on purpose"):
+			default:
+				others++
+			}
+		}
+		if j.state != "completed" || j.attempt < want || others > 0 {
+			t.Errorf("notify job %d of %s (fail_first %v): %s after %d attempts (want %d), errors %q", j.id, j.args.EventID, j.args.FailFirst, j.state, j.attempt, want, errs)
+		}
+		if j.attempt > want {
+			rescued++
+			t.Logf("notify job %d (fail_first %v) took %d attempts, the extra ones rescues: %q", j.id, j.args.FailFirst, j.attempt, errs)
+		}
+		if j.attempt == want && len(errs) != want-1 {
+			t.Errorf("notify job %d: %d attempts but errors %q", j.id, j.attempt, errs)
+		}
+	}
 	// Through the API too, for one account.
 	for _, o := range large {
 		var n struct {
@@ -565,5 +625,5 @@ func runFaults(t *testing.T, f *fleet, db *database.DB) {
 		WHERE s.account_id = a.id ORDER BY s.version DESC LIMIT 1)`).Scan(&stale); err != nil || stale != 0 {
 		t.Errorf("accounts whose last statement is not their balance: %d (%v)", stale, err)
 	}
-	t.Logf("stats after the run: %+v; statement ticks %v", s, ticks)
+	t.Logf("stats after the run: %+v; statement ticks %v; %d notify jobs rescued after their worker died", s, ticks, rescued)
 }
