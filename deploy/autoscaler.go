@@ -20,6 +20,7 @@ var kedaMetrics = map[string]bool{
 	config.MetricResponseTimeP95:   true,
 	config.MetricActiveConnections: true,
 	config.MetricRequestQueueDepth: true,
+	config.MetricJobQueueDepth:     true,
 }
 
 // Choose says which autoscaler the kubernetes and helm targets generate for c — only one, since

@@ -100,3 +100,45 @@ func TestLiveness_HealthIsWarned(t *testing.T) {
 		}
 	}
 }
+
+// TestKEDA_JobQueueDepth: a rule on the jobs backlog makes the kubernetes target write a KEDA
+// ScaledObject whose trigger reads job_queue_depth as the largest value per queue (every pod
+// reports the whole shared backlog), summed over the queues, with the threshold per instance.
+func TestKEDA_JobQueueDepth(t *testing.T) {
+	t.Parallel()
+	src := `
+name: worker
+jobs: {enabled: true}
+observability:
+  auto_scaling:
+    enabled: true
+    metrics: [{metric: job_queue_depth, threshold: 50, action: scale_up}]
+`
+	c, err := config.Parse([]byte(src), "shoal.yml", config.Options{LookupEnv: func(string) (string, bool) { return "", false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kind, why := Choose(c); kind != AutoscalerKEDA || !strings.Contains(why, "job_queue_depth") {
+		t.Fatalf("Choose = %s, %q; want keda because of job_queue_depth", kind, why)
+	}
+	out, err := Generate(c, Kubernetes, Options{Image: "worker:1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var so string
+	for _, f := range out.Files {
+		if f.Path == "scaledobject.yaml" {
+			so = string(f.Data)
+		}
+	}
+	for _, want := range []string{`sum(max by (queue) (job_queue_depth{namespace="default",job="worker"}))`, `threshold: "50"`, "metricType: AverageValue"} {
+		if !strings.Contains(so, want) {
+			t.Errorf("scaledobject.yaml lacks %s:\n%s", want, so)
+		}
+	}
+	for _, w := range out.Warnings {
+		if strings.Contains(w.Message, "job_queue_depth") || strings.Contains(w.Message, "no Prometheus query") {
+			t.Errorf("unexpected warning: %s: %s", w.Path, w.Message)
+		}
+	}
+}

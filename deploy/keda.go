@@ -24,6 +24,9 @@ const (
 	// MetricRequestDuration is the histogram of request durations in seconds; its p95 is the
 	// seed's response_time_p95.
 	MetricRequestDuration = "shoal_http_request_duration_seconds"
+	// MetricJobQueueDepth is the jobs package's gauge of jobs available to run now, by queue.
+	// Every process using the jobs package reports the whole backlog of the shared store.
+	MetricJobQueueDepth = "job_queue_depth"
 )
 
 // kedaFiles is the keda target: one ScaledObject.
@@ -62,6 +65,10 @@ func (s *spec) kedaFiles() ([]File, error) {
 //	                     metricType AverageValue: the threshold is per instance
 //	request_queue_depth: sum(shoal_request_queue_depth{namespace="NS",job="SERVICE"})
 //	                     metricType AverageValue: the threshold is per instance
+//	job_queue_depth:     sum(max by (queue) (job_queue_depth{namespace="NS",job="SERVICE"}))
+//	                     every pod reports the whole shared backlog, so the pods' values are
+//	                     not added up: the largest per queue, summed over the queues;
+//	                     metricType AverageValue: the threshold is jobs per instance
 //
 // W, the rate window, is four evaluation intervals and at least one minute, so a window always
 // holds several scrapes.
@@ -110,7 +117,13 @@ func (s *spec) scaledObject() *crd.ScaledObject {
 			s.warn(p, "an HPA scales down by itself when %s falls below the scale-up threshold; a separate scale_down threshold (%g) is not expressible and is left out", r.Metric, r.Threshold)
 			continue
 		}
-		if !exported.Enabled || !slices.Contains(exported.Metrics, r.Metric) {
+		switch {
+		case r.Metric == config.MetricJobQueueDepth:
+			// The jobs package exports it, not the scaling metrics.
+			if !c.Jobs.Enabled {
+				s.warn(p, "job_queue_depth is exported by the service's job workers, and jobs.enabled is false, so the trigger's query finds nothing")
+			}
+		case !exported.Enabled || !slices.Contains(exported.Metrics, r.Metric):
 			s.warn(p, "%s is not among observability.scaling_metrics.metrics (or they are disabled), so the trigger's query finds nothing", r.Metric)
 		}
 		if r.Cooldown != in.ScaleUpCooldown {
@@ -132,6 +145,9 @@ func (s *spec) scaledObject() *crd.ScaledObject {
 			threshold = strconv.FormatFloat(r.Threshold, 'f', -1, 64)
 		case config.MetricRequestQueueDepth:
 			query = fmt.Sprintf("sum(%s%s)", MetricRequestQueueDepth, sel)
+			threshold = strconv.FormatFloat(r.Threshold, 'f', -1, 64)
+		case config.MetricJobQueueDepth:
+			query = fmt.Sprintf("sum(max by (queue) (%s%s))", MetricJobQueueDepth, sel)
 			threshold = strconv.FormatFloat(r.Threshold, 'f', -1, 64)
 		default:
 			s.warn(p, "%s has no Prometheus query; the rule is left out", r.Metric)
