@@ -57,10 +57,8 @@ func TestGenerateProduction(t *testing.T) {
 	if !strings.Contains(so, "kind: ScaledObject") || !strings.Contains(so, "name: bank") {
 		t.Errorf("scaledobject.yaml:\n%s", so)
 	}
-	if !strings.Contains(so, "job_queue_depth") {
-		// deploy writes no Prometheus trigger for job_queue_depth yet (it warns and leaves the
-		// rule out); the ScaledObject scales on CPU and memory until it does.
-		t.Logf("note: the ScaledObject has no job_queue_depth trigger yet:\n%s", so)
+	if !strings.Contains(so, `sum(max by (queue) (job_queue_depth{`) {
+		t.Errorf("the ScaledObject does not scale the workers on job_queue_depth:\n%s", so)
 	}
 	if _, err := os.Stat(filepath.Join(out, "kubernetes", "hpa.yaml")); err == nil {
 		t.Error("both an HPA and a KEDA ScaledObject were written; they would fight over the replicas")
