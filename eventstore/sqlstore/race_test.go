@@ -55,18 +55,7 @@ func TestPostgresRaceTailAll(t *testing.T) {
 func TestSQLiteRaceTailAll(t *testing.T) {
 	url := databasetest.SQLiteURL(t)
 	eventstoretest.ConcurrentTailAll(t, func() eventstore.Store {
-		cfg := databasetest.Config(url)
-		cfg.MaxConnections = 6
-		cfg.AcquireTimeout = config.Duration(30 * time.Second)
-		db := databasetest.Open(t, cfg)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		s, err := sqlstore.New(ctx, db, sqlstore.Options{})
-		if err != nil {
-			t.Fatalf("sqlstore.New: %v", err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
+		return openWith(t, url, sqlstore.Options{}, func(c *config.Database) { c.AcquireTimeout = config.Duration(30 * time.Second) })
 	}, 8, 250)
 }
 

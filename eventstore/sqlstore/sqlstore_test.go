@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-sh/shoal/config"
 	"github.com/shoal-sh/shoal/database"
 	"github.com/shoal-sh/shoal/database/databasetest"
 	"github.com/shoal-sh/shoal/eventstore"
@@ -16,8 +17,15 @@ import (
 // both closed when t ends.
 func open(t testing.TB, url string, opts sqlstore.Options) *sqlstore.Store {
 	t.Helper()
+	return openWith(t, url, opts, func(*config.Database) {})
+}
+
+// openWith is open with the test's changes to the database settings.
+func openWith(t testing.TB, url string, opts sqlstore.Options, change func(*config.Database)) *sqlstore.Store {
+	t.Helper()
 	cfg := databasetest.Config(url)
 	cfg.MaxConnections = 6
+	change(&cfg)
 	db := databasetest.Open(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
